@@ -1,0 +1,11 @@
+"""seqrec: sequential recommenders (SASRec, BERT4Rec) with a Rust data engine."""
+
+from seqrec._core import SequenceStore
+from seqrec.data.interactions import Interactions
+from seqrec.data.loaders import DataFormatError, load
+from seqrec.data.split import LeaveOneOut
+from seqrec.data.synthetic import make_synthetic
+
+__version__ = "0.1.0"
+
+__all__ = ["DataFormatError", "Interactions", "LeaveOneOut", "SequenceStore", "load", "make_synthetic"]

@@ -1,0 +1,55 @@
+"""The ``seqrec`` command: LightningCLI over ``SeqRecModule`` and ``SeqRecDataModule``."""
+
+from __future__ import annotations
+
+import sys
+
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+
+from seqrec.data.datamodule import SeqRecDataModule
+from seqrec.module import SeqRecModule
+
+
+class SeqRecCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.max_len", "model.max_len")
+        parser.link_arguments("data.num_items", "model.num_items", apply_on="instantiate")
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=True,
+            help="After fit, evaluate the best checkpoint on the test split and print the results table.",
+        )
+
+    def before_fit(self) -> None:
+        stats = self.datamodule.stats()
+        print("Dataset " + self.datamodule.dataset_name + ": " + ", ".join(f"{k}={_fmt(v)}" for k, v in stats.items()))
+
+    def after_fit(self) -> None:
+        if not self.config[self.subcommand].get("test_after_fit", True):
+            return
+        ckpt = self.trainer.checkpoint_callback
+        has_best = ckpt is not None and getattr(ckpt, "best_model_path", "")
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if has_best else None)
+
+
+def _fmt(v: object) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def run(args: list[str] | None = None) -> SeqRecCLI:
+    """Runs the CLI with ``args`` (default: the command line) and returns it, for tests and notebooks."""
+    return SeqRecCLI(
+        SeqRecModule,
+        SeqRecDataModule,
+        save_config_kwargs={"overwrite": True},
+        args=args if args is not None else sys.argv[1:],
+    )
+
+
+def main() -> None:
+    run()
+
+
+if __name__ == "__main__":
+    main()

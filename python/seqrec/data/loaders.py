@@ -1,0 +1,181 @@
+"""Readers for the interaction formats users bring: SASRec text, one user per line, MovieLens, CSV, parquet."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from seqrec.data.interactions import Interactions
+
+FORMATS = ("auto", "sasrec", "user_lines", "movielens", "csv", "parquet")
+
+
+class DataFormatError(ValueError):
+    """Malformed input: the message names the file and, where there is one, the line."""
+
+
+def _read_lines(path: Path) -> list[str]:
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as e:
+        raise DataFormatError(f"{path}: not a UTF-8 text file ({e})") from None
+    lines = text.splitlines()
+    if not any(line.strip() for line in lines):
+        raise DataFormatError(f"{path}: the file is empty")
+    return lines
+
+
+def _int(token: str, path: Path, lineno: int, what: str) -> int:
+    try:
+        value = int(token)
+    except ValueError:
+        raise DataFormatError(f"{path}:{lineno}: {what} {token!r} is not an integer") from None
+    if value < 0:
+        raise DataFormatError(f"{path}:{lineno}: {what} {value} is negative")
+    return value
+
+
+def load_sasrec(path: str | os.PathLike[str]) -> Interactions:
+    """``user item`` per line (whitespace separated), each user's lines in time order (the SASRec format)."""
+    path = Path(path)
+    users: list[int] = []
+    items: list[int] = []
+    for lineno, line in enumerate(_read_lines(path), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2:
+            raise DataFormatError(f"{path}:{lineno}: expected 2 columns 'user item', got {len(parts)}: {line!r}")
+        users.append(_int(parts[0], path, lineno, "user id"))
+        items.append(_int(parts[1], path, lineno, "item id"))
+    return Interactions.from_arrays(np.array(users), np.array(items), source=str(path))
+
+
+def load_user_lines(path: str | os.PathLike[str]) -> Interactions:
+    """One user per line: ``user item1 item2 ...`` in time order (the S3-Rec format)."""
+    path = Path(path)
+    users: list[int] = []
+    items: list[int] = []
+    seen: dict[int, int] = {}
+    for lineno, line in enumerate(_read_lines(path), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) < 2:
+            raise DataFormatError(f"{path}:{lineno}: expected 'user item1 item2 ...', got {line!r}")
+        user = _int(parts[0], path, lineno, "user id")
+        if user in seen:
+            raise DataFormatError(f"{path}:{lineno}: user {user} already appeared on line {seen[user]}")
+        seen[user] = lineno
+        users.extend([user] * (len(parts) - 1))
+        items.extend(_int(t, path, lineno, "item id") for t in parts[1:])
+    return Interactions.from_arrays(np.array(users), np.array(items), source=str(path))
+
+
+def load_movielens(path: str | os.PathLike[str]) -> Interactions:
+    """MovieLens ``ratings.dat``: ``user::item::rating::timestamp``, ordered by timestamp per user."""
+    path = Path(path)
+    rows: list[tuple[int, int, int]] = []
+    for lineno, line in enumerate(_read_lines(path), 1):
+        if not line.strip():
+            continue
+        parts = line.strip().split("::")
+        if len(parts) != 4:
+            raise DataFormatError(
+                f"{path}:{lineno}: expected 4 fields 'user::item::rating::timestamp', got {len(parts)}: {line!r}"
+            )
+        rows.append(
+            (
+                _int(parts[0], path, lineno, "user id"),
+                _int(parts[1], path, lineno, "item id"),
+                _int(parts[3], path, lineno, "timestamp"),
+            )
+        )
+    arr = np.array(rows, dtype=np.int64)
+    return Interactions.from_arrays(arr[:, 0], arr[:, 1], order=arr[:, 2], timestamps=arr[:, 2], source=str(path))
+
+
+def load_table(
+    path: str | os.PathLike[str],
+    user_col: str = "user_id",
+    item_col: str = "item_id",
+    time_col: str | None = "timestamp",
+) -> Interactions:
+    """CSV or parquet with user, item and (optional) timestamp columns, read by pyarrow.
+
+    Rows are ordered by timestamp within each user, ties kept in file order. Ids may be integers or strings.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        if path.suffix == ".parquet":
+            table = pq.read_table(path)
+        else:
+            table = pacsv.read_csv(path)
+    except pa.ArrowInvalid as e:
+        raise DataFormatError(f"{path}: {e}") from None
+    wanted = [c for c in (user_col, item_col, time_col) if c is not None]
+    missing = [c for c in wanted if c not in table.column_names]
+    if missing:
+        raise DataFormatError(f"{path}: missing column(s) {missing}; the file has {table.column_names}")
+    if table.num_rows == 0:
+        raise DataFormatError(f"{path}: the file is empty")
+    cols = {}
+    for c in wanted:
+        col = table.column(c)
+        if col.null_count:
+            first = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+            # Row r of the table is line r + 2 of a CSV (1-based, after the header).
+            where = f"line {first + 2}" if path.suffix != ".parquet" else f"row {first}"
+            raise DataFormatError(f"{path}: {where}: empty value in column {c!r}")
+        cols[c] = col.to_numpy()
+    order = None
+    if time_col is not None:
+        ts = cols[time_col]
+        if ts.dtype.kind == "M":
+            ts = ts.astype("datetime64[s]").astype(np.int64)
+        elif ts.dtype.kind not in "iuf":
+            raise DataFormatError(f"{path}: timestamp column {time_col!r} is {ts.dtype}, not numeric or datetime")
+        order = ts.astype(np.int64)
+    return Interactions.from_arrays(cols[user_col], cols[item_col], order=order, timestamps=order, source=str(path))
+
+
+def detect_format(path: str | os.PathLike[str]) -> str:
+    """Guesses the format from the extension, and for text files from the first lines."""
+    path = Path(path)
+    if path.suffix == ".dat":
+        return "movielens"
+    if path.suffix in (".csv", ".tsv"):
+        return "csv"
+    if path.suffix == ".parquet":
+        return "parquet"
+    with open(path) as f:
+        head = [line.split() for _, line in zip(range(100), f) if line.strip()]
+    return "sasrec" if head and all(len(p) == 2 for p in head) else "user_lines"
+
+
+def load(path: str | os.PathLike[str], format: str = "auto", **table_kwargs: str | None) -> Interactions:
+    """Loads interactions from ``path`` in ``format`` (one of ``FORMATS``)."""
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; choose one of {FORMATS}")
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if format == "auto":
+        format = detect_format(path)
+    if format == "sasrec":
+        return load_sasrec(path)
+    if format == "user_lines":
+        return load_user_lines(path)
+    if format == "movielens":
+        return load_movielens(path)
+    return load_table(path, **table_kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,113 @@
+"""Transformer blocks and the embedding stack shared by the sequence models."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class TransformerBlock(nn.Module):
+    """Self-attention plus a point-wise feed-forward layer, each in a residual branch.
+
+    ``norm_first=False`` is the post-LN block of the original Transformer (normalise after the residual
+    sum); ``norm_first=True`` is pre-LN (normalise the branch input), which trains more stably when deep.
+    """
+
+    def __init__(self, hidden_size: int, num_heads: int, dropout: float, norm_first: bool, ffn_mult: int = 1):
+        super().__init__()
+        if hidden_size % num_heads:
+            raise ValueError(f"hidden_size {hidden_size} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.norm_first = norm_first
+        self.dropout = dropout
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
+        self.proj = nn.Linear(hidden_size, hidden_size)
+        self.ffn = nn.Sequential(
+            nn.Linear(hidden_size, ffn_mult * hidden_size),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(ffn_mult * hidden_size, hidden_size),
+        )
+        self.attn_norm = nn.LayerNorm(hidden_size, eps=1e-8)
+        self.ffn_norm = nn.LayerNorm(hidden_size, eps=1e-8)
+        self.drop = nn.Dropout(dropout)
+
+    def attention(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        b, l, d = x.shape
+        q, k, v = self.qkv(x).split(d, dim=-1)  # (B, L, D) each
+        q, k, v = (t.view(b, l, self.num_heads, d // self.num_heads).transpose(1, 2) for t in (q, k, v))  # (B, H, L, Dh)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0
+        )  # (B, H, L, Dh)
+        return self.proj(out.transpose(1, 2).reshape(b, l, d))  # (B, L, D)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        if self.norm_first:
+            x = x + self.drop(self.attention(self.attn_norm(x), allowed))
+            return x + self.drop(self.ffn(self.ffn_norm(x)))
+        x = self.attn_norm(x + self.drop(self.attention(x, allowed)))
+        return self.ffn_norm(x + self.drop(self.ffn(x)))
+
+
+class SequenceEncoder(nn.Module):
+    """Item and position embeddings followed by transformer blocks; item 0 is padding.
+
+    Positions are counted back from the most recent item (the last column of a left-padded batch is
+    position 0), so a sequence gets the same encoding whatever padding its batch has. With a fixed
+    ``max_len`` this is the same as SASRec's absolute positions.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        max_len: int,
+        hidden_size: int,
+        num_blocks: int,
+        num_heads: int,
+        dropout: float,
+        norm_first: bool,
+        causal: bool,
+    ):
+        super().__init__()
+        self.max_len = max_len
+        self.causal = causal
+        self.norm_first = norm_first
+        self.item_emb = nn.Embedding(vocab_size, hidden_size, padding_idx=0)
+        self.pos_emb = nn.Embedding(max_len, hidden_size)
+        self.emb_drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(hidden_size, num_heads, dropout, norm_first) for _ in range(num_blocks)
+        )
+        # Pre-LN leaves the residual stream unnormalised; one last LayerNorm puts it on the embeddings' scale.
+        self.final_norm = nn.LayerNorm(hidden_size, eps=1e-8) if norm_first else nn.Identity()
+        self.scale = math.sqrt(hidden_size)
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        """(B, L) item ids, left-padded with 0 -> (B, L, D) hidden states, zero on padding."""
+        b, l = seq.shape
+        if l > self.max_len:
+            raise ValueError(f"sequence length {l} exceeds max_len {self.max_len}")
+        keep = (seq != 0).unsqueeze(-1)  # (B, L, 1)
+        positions = torch.arange(l - 1, -1, -1, device=seq.device)  # (L,) most recent = 0
+        x = self.item_emb(seq) * self.scale + self.pos_emb(positions)  # (B, L, D)
+        x = self.emb_drop(x) * keep
+        allowed = self.attention_mask(seq)
+        for block in self.blocks:
+            x = block(x, allowed) * keep
+        return self.final_norm(x) * keep
+
+    def attention_mask(self, seq: torch.Tensor) -> torch.Tensor:
+        """(B, 1, L, L) bool, True where query i may attend to key j.
+
+        Keys on padding are hidden; every position may attend to itself, so that padded queries (whose
+        output is zeroed anyway) never have an all-masked row, which would produce NaN.
+        """
+        l = seq.shape[1]
+        eye = torch.eye(l, dtype=torch.bool, device=seq.device)
+        allowed = (seq != 0)[:, None, None, :] | eye  # (B, 1, L, L)
+        if self.causal:
+            allowed = allowed & torch.ones(l, l, dtype=torch.bool, device=seq.device).tril()
+        return allowed

@@ -1,0 +1,183 @@
+"""The LightningModule: losses, evaluation protocols and optimiser around a sequence encoder."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+
+from seqrec.losses import bce_sampled, full_cross_entropy
+from seqrec.metrics import ranking_metrics
+from seqrec.models.sasrec import SASRec, SASRecConfig
+from seqrec.report import format_results
+
+
+class SeqRecModule(pl.LightningModule):
+    """SASRec trained for next-item prediction and evaluated by full ranking (and optionally sampled).
+
+    Parameters
+    ----------
+    num_items : int
+        Catalogue size; linked from the data module by the CLI.
+    max_len : int
+        Longest input sequence; linked from the data module.
+    hidden_size, num_blocks, num_heads, dropout : int, int, int, float
+        Transformer size.
+    norm_first : bool
+        Pre-LN blocks (True) or the original post-LN blocks (False).
+    loss : str
+        ``bce``: binary cross-entropy with the sampled negatives of each batch (the SASRec paper);
+        ``ce``: softmax cross-entropy over the whole catalogue.
+    optimizer : str
+        ``adam`` or ``adamw``.
+    lr, weight_decay, betas : float, float, tuple
+        Optimiser settings.
+    ks : list of int
+        Cut-offs of HR@k, NDCG@k and MRR@k.
+    exclude_seen : bool
+        Exclude items the user already interacted with from the full ranking (the usual protocol).
+    """
+
+    def __init__(
+        self,
+        num_items: int = 0,
+        max_len: int = 50,
+        hidden_size: int = 64,
+        num_blocks: int = 2,
+        num_heads: int = 1,
+        dropout: float = 0.2,
+        norm_first: bool = True,
+        loss: Literal["bce", "ce"] = "ce",
+        optimizer: Literal["adam", "adamw"] = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.98),
+        ks: list[int] = [10],  # noqa: B006 (jsonargparse needs a literal default)
+        exclude_seen: bool = True,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        if loss not in ("bce", "ce"):
+            raise ValueError(f"loss must be 'bce' or 'ce', got {loss!r}")
+        if not ks or min(ks) < 1:
+            raise ValueError(f"ks must be positive cut-offs, got {ks}")
+        self.model = SASRec(
+            SASRecConfig(
+                num_items=num_items,
+                max_len=max_len,
+                hidden_size=hidden_size,
+                num_blocks=num_blocks,
+                num_heads=num_heads,
+                dropout=dropout,
+                norm_first=norm_first,
+            )
+        )
+        self.loss_name = loss
+        self.ks = list(ks)
+        self.exclude_seen = exclude_seen
+        self.register_buffer("popularity", torch.zeros(num_items + 1), persistent=False)
+        self._sums: dict[str, torch.Tensor] = {}
+        self._count = 0
+        self.results: dict[str, dict[str, float]] = {}
+
+    # training -------------------------------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is not None and hasattr(dm, "item_popularity"):
+            self.popularity.copy_(dm.item_popularity().to(self.popularity))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(inputs)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        inputs, positives = batch["inputs"], batch["positives"]
+        hidden = self.model(inputs)  # (B, L, D)
+        mask = positives != 0  # (B, L)
+        if self.loss_name == "bce":
+            pos = self.model.score_items(hidden, positives)  # (B, L)
+            neg = self.model.score_items(hidden, batch["negatives"])  # (B, L, K)
+            loss = bce_sampled(pos, neg, mask)
+        else:
+            logits = self.model.score_all(hidden[mask])  # (T, N + 1)
+            loss = full_cross_entropy(logits, positives[mask])
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at global step {self.global_step}; stopping")
+        self.log("train/loss", loss, prog_bar=True, batch_size=inputs.shape[0])
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        hp = self.hparams
+        cls = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
+        return cls(self.parameters(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+
+    # evaluation -----------------------------------------------------------------------------------------
+
+    def _accumulate(self, prefix: str, values: dict[str, torch.Tensor]) -> None:
+        for name, v in values.items():
+            key = f"{prefix}{name}"
+            self._sums[key] = self._sums.get(key, 0.0) + v.sum().double()
+
+    def _eval_step(self, batch: dict[str, torch.Tensor]) -> None:
+        inputs, targets = batch["inputs"], batch["targets"]
+        hidden = self.model(inputs)[:, -1]  # (B, D): left padding puts the latest item last
+        raw = self.model.score_all(hidden).float()  # (B, N + 1)
+        masked = raw.clone()
+        pop = self.popularity.unsqueeze(0).expand_as(raw).clone()  # (B, N + 1)
+        for scores in (masked, pop):
+            scores[:, 0] = float("-inf")
+            if self.exclude_seen:
+                scores[batch["history_rows"], batch["history_items"]] = float("-inf")
+        self._accumulate("", ranking_metrics(masked, targets, self.ks))
+        self._accumulate("popularity/", ranking_metrics(pop, targets, self.ks))
+        if "candidates" in batch:
+            cand = torch.cat([targets.unsqueeze(1), batch["candidates"]], dim=1)  # (B, 1 + S), target first
+            zeros = torch.zeros_like(targets)
+            self._accumulate("sampled/", ranking_metrics(raw.gather(1, cand), zeros, self.ks))
+            pop_raw = self.popularity.unsqueeze(0).expand_as(raw)
+            self._accumulate("popularity/sampled/", ranking_metrics(pop_raw.gather(1, cand), zeros, self.ks))
+        self._count += inputs.shape[0]
+
+    def _eval_start(self) -> None:
+        self._sums, self._count = {}, 0
+
+    def _eval_end(self, stage: str) -> dict[str, float]:
+        if self._count == 0:
+            return {}
+        results = {name: float(total) / self._count for name, total in self._sums.items()}
+        for name, value in results.items():
+            self.log(f"{stage}/{name}", value, prog_bar=name == f"ndcg@{self.ks[0]}")
+        self.results[stage] = results
+        return results
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval_start()
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_end("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._eval_start()
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def on_test_epoch_end(self) -> None:
+        results = self._eval_end("test")
+        if results:
+            self.print(format_results(results, self.ks, self._describe_eval()))
+
+    def _describe_eval(self) -> dict[str, Any]:
+        dm = getattr(self.trainer, "datamodule", None)
+        return {
+            "dataset": getattr(dm, "dataset_name", "?"),
+            "users": self._count,
+            "items": self.hparams.num_items,
+            "exclude_seen": self.exclude_seen,
+            "sampled": getattr(dm, "sampled_eval", "none"),
+            "num_sampled": getattr(dm, "num_sampled", 0),
+        }
