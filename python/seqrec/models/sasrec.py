@@ -67,6 +67,6 @@ class SASRec(nn.Module):
     def score_items(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Scores of given items: hidden (B, L, D) with items (B, L) or (B, L, K) -> same shape as items."""
         emb = self.encoder.item_emb(items)  # (B, L, D) or (B, L, K, D)
-        if items.dim() == hidden.dim():
+        if items.dim() == hidden.dim() - 1:
             return (hidden * emb).sum(-1)
         return (hidden.unsqueeze(-2) * emb).sum(-1)

@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 use seqrec_core::batch::{sasrec_batch, uniform_negatives, SasRecBatchMut};
 use seqrec_core::Sequences;
 
-use crate::errors::to_py;
+use crate::errors::{contiguous, to_py};
 
 /// Per-user item sequences (CSR: int64 `offsets`, int32 `items` with ids in 1..=num_items), validated and
 /// copied once, from which training batches and evaluation candidates are built in parallel.
@@ -23,8 +23,8 @@ impl SequenceStore {
         items: PyReadonlyArray1<'_, i32>,
         num_items: i64,
     ) -> PyResult<Self> {
-        let offsets = offsets.as_slice()?;
-        let items = items.as_slice()?;
+        let offsets = contiguous(&offsets, "offsets")?;
+        let items = contiguous(&items, "items")?;
         let inner = py.detach(|| Sequences::new(offsets, items, num_items)).map_err(to_py)?;
         Ok(SequenceStore { inner })
     }
@@ -56,7 +56,7 @@ impl SequenceStore {
         num_negatives: i64,
         seed: u64,
     ) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<i64>>, Bound<'py, PyArray3<i64>>)> {
-        let users = users.as_slice()?;
+        let users = contiguous(&users, "users")?;
         let b = users.len();
         // Sizes are checked by the core before anything is written; clamp here only to allocate safely.
         let l = max_len.max(0) as usize;
@@ -85,7 +85,7 @@ impl SequenceStore {
         n: i64,
         seed: u64,
     ) -> PyResult<Bound<'py, PyArray2<i64>>> {
-        let users = users.as_slice()?;
+        let users = contiguous(&users, "users")?;
         let out = PyArray2::<i64>::zeros(py, [users.len(), n.max(0) as usize], false);
         {
             let mut o = out.readwrite();

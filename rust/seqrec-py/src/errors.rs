@@ -23,3 +23,13 @@ impl From<PyCoreError> for PyErr {
 pub fn to_py(e: CoreError) -> PyErr {
     PyCoreError(e).into()
 }
+
+/// The array's data as a slice, or a `ValueError` naming the argument when it is not C-contiguous.
+pub fn contiguous<'a, T: numpy::Element>(
+    array: &'a numpy::PyReadonlyArray1<'_, T>,
+    name: &str,
+) -> pyo3::PyResult<&'a [T]> {
+    array.as_slice().map_err(|_| {
+        PyValueError::new_err(format!("{name} must be a C-contiguous array (pass np.ascontiguousarray({name}))"))
+    })
+}

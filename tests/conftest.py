@@ -1,0 +1,38 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seqrec.data.synthetic import make_synthetic
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def fixtures() -> Path:
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def small_synthetic():
+    """A small synthetic dataset shared by tests that only read it."""
+    return make_synthetic(num_users=400, num_items=150, num_clusters=6, mean_length=12.0, seed=3)
+
+
+@pytest.fixture()
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Tests must never need an account or a network.
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+
+
+@pytest.fixture(autouse=True)
+def _plain_argv(monkeypatch: pytest.MonkeyPatch) -> None:
+    # LightningCLI warns when given args while sys.argv holds pytest's own arguments.
+    monkeypatch.setattr("sys.argv", ["seqrec"])

@@ -1,0 +1,86 @@
+"""The ``seqrec`` command end to end, on tiny data: configs parse, fit/validate/test run, tables print."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from seqrec.cli import run
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+TINY = [
+    "--data.synthetic.num_users=300",
+    "--data.synthetic.num_items=120",
+    "--data.synthetic.num_clusters=6",
+    "--data.synthetic.mean_length=12",
+    "--data.eval_batch_size=128",
+    "--model.hidden_size=16",
+]
+
+
+def common(tmp_path: Path, epochs: int = 2) -> list[str]:
+    return [
+        f"--trainer.max_epochs={epochs}",
+        f"--trainer.default_root_dir={tmp_path}",
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+        "--trainer.enable_progress_bar=false",
+    ]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_every_config_key_is_commented(config: Path) -> None:
+    for lineno, line in enumerate(config.read_text().splitlines(), 1):
+        if re.match(r"^\s*[A-Za-z_]+:", line) or re.match(r"^\s*- class_path:", line):
+            assert "#" in line, f"{config.name}:{lineno} has no comment: {line!r}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss", ["ce", "bce"])
+def test_fit_prints_model_beside_popularity(tmp_path: Path, capsys: pytest.CaptureFixture[str], loss: str) -> None:
+    cli = run(["fit", "--config", str(ROOT / "configs/sasrec_synthetic.yaml"), *TINY, *common(tmp_path),
+               f"--model.loss={loss}", "--model.norm_first=false"])
+    out = capsys.readouterr().out
+    assert "Dataset synthetic: users=300" in out
+    assert "full ranking over" in out and "popularity" in out and "sampled: target vs 100 uniform" in out
+    results = cli.model.results["test"]
+    for name in ("hr@10", "ndcg@10", "mrr@10", "popularity/ndcg@10", "sampled/hr@10"):
+        assert 0.0 <= results[name] <= 1.0
+    assert results["sampled/hr@10"] >= results["hr@10"]  # 101 candidates are easier than the catalogue
+    assert cli.trainer.checkpoint_callback.best_model_path
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:The dirpath has changed")  # a new log version per command is expected
+def test_validate_and_test_from_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["--config", str(ROOT / "configs/sasrec_synthetic.yaml"), *TINY, *common(tmp_path, 1)]
+    fit = run(["fit", *base, "--test_after_fit=false"])
+    ckpt = fit.trainer.checkpoint_callback.best_model_path
+    assert "Test results" not in capsys.readouterr().out
+    val = run(["validate", *base, f"--ckpt_path={ckpt}"])
+    test = run(["test", *base, f"--ckpt_path={ckpt}"])
+    assert "Test results on synthetic" in capsys.readouterr().out
+    assert val.model.results["val"]["ndcg@10"] == pytest.approx(fit.model.results["val"]["ndcg@10"], abs=1e-6)
+    assert 0 < test.model.results["test"]["ndcg@10"] <= 1
+
+
+@pytest.mark.slow
+def test_games_config_on_a_tiny_file_in_that_format(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "data" / "amazon-games"
+    folder.mkdir(parents=True)
+    lines = [f"{u} {(u * 7 + t * 3) % 40 + 1}" for u in range(1, 61) for t in range(6)]
+    (folder / "Video.txt").write_text("\n".join(lines) + "\n")
+    monkeypatch.setenv("SEQREC_DATA_DIR", str(tmp_path / "data"))
+    cli = run(["fit", "--config", str(ROOT / "configs/sasrec_games.yaml"), *common(tmp_path, 1),
+               "--trainer.check_val_every_n_epoch=1"])
+    assert "Test results on Video.txt (60 users" in capsys.readouterr().out
+    assert cli.model.hparams.loss == "bce" and cli.model.hparams.hidden_size == 50
+    assert cli.model.hparams.num_items == cli.datamodule.num_items == 40
+
+
+def test_console_script_help() -> None:
+    res = subprocess.run([sys.executable, "-m", "seqrec.cli", "fit", "--help"], capture_output=True, text=True)
+    assert res.returncode == 0 and "--data.path" in res.stdout and "--model.loss" in res.stdout

@@ -1,0 +1,82 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seqrec.data.datamodule import SeqRecDataModule, SyntheticSpec, resolve_data_path
+
+TINY = SyntheticSpec(num_users=200, num_items=80, num_clusters=4, mean_length=10.0, seed=1)
+
+
+def epoch_batches(dm: SeqRecDataModule, epoch: int) -> list[dict]:
+    dm._epoch = lambda: epoch  # type: ignore[method-assign]
+    return list(dm.train_dataloader())
+
+
+def test_train_batches_fixed_by_seed_and_epoch() -> None:
+    a = SeqRecDataModule(synthetic=TINY, batch_size=32, max_len=8, num_negatives=2, seed=5)
+    b = SeqRecDataModule(synthetic=TINY, batch_size=32, max_len=8, num_negatives=2, seed=5)
+    ea, eb = epoch_batches(a, 0), epoch_batches(b, 0)
+    assert len(ea) == len(a.train_dataloader()) == 7
+    for x, y in zip(ea, eb):
+        for key in x:
+            assert np.array_equal(x[key].numpy(), y[key].numpy())
+    e1 = epoch_batches(a, 1)
+    assert not np.array_equal(ea[0]["users"].numpy(), e1[0]["users"].numpy())
+    # every trainable user exactly once per epoch
+    users = np.concatenate([x["users"].numpy() for x in ea])
+    assert sorted(users.tolist()) == list(range(200))
+    assert ea[0]["negatives"].shape == (32, 8, 2)
+
+
+def test_train_batches_hold_only_training_items() -> None:
+    dm = SeqRecDataModule(synthetic=TINY, batch_size=64, max_len=50)
+    split = dm.split
+    for batch in epoch_batches(dm, 0):
+        for row, u in enumerate(batch["users"].tolist()):
+            train = split.train_items[split.train_offsets[u] : split.train_offsets[u + 1]]
+            pos = batch["positives"][row].numpy()
+            assert pos[pos != 0].tolist() == train[1:].tolist()
+
+
+@pytest.mark.parametrize("stage", ["val", "test"])
+@pytest.mark.parametrize("sampled", ["uniform", "popularity"])
+def test_eval_batches(stage: str, sampled: str) -> None:
+    dm = SeqRecDataModule(synthetic=TINY, max_len=5, eval_batch_size=64, sampled_eval=sampled, num_sampled=20)
+    split = dm.split
+    offsets, items = split.history(stage)
+    batches = dm.eval_batches(stage)
+    assert dm.eval_batches(stage) is batches  # built once
+    users = np.concatenate([b["users"].numpy() for b in batches])
+    assert users.tolist() == split.eval_users.tolist()
+    targets = split.targets(stage)
+    i = 0
+    for b in batches:
+        for row, u in enumerate(b["users"].tolist()):
+            hist = items[offsets[u] : offsets[u + 1]]
+            got = b["history_items"][b["history_rows"] == row].tolist()
+            assert got == hist.tolist()
+            inp = b["inputs"][row].numpy()
+            assert inp[inp != 0].tolist() == hist[-5:].tolist()
+            assert int(b["targets"][row]) == targets[i]
+            full = set(dm.interactions.sequence(u).tolist())
+            assert full.isdisjoint(b["candidates"][row].tolist())
+            i += 1
+
+
+def test_data_path_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "games").mkdir()
+    (tmp_path / "games" / "Video.txt").write_text("1 1\n1 2\n1 3\n2 2\n2 3\n2 1\n")
+    monkeypatch.setenv("SEQREC_DATA_DIR", str(tmp_path))
+    assert resolve_data_path("$SEQREC_DATA_DIR/games/Video.txt") == tmp_path / "games" / "Video.txt"
+    dm = SeqRecDataModule(path="${SEQREC_DATA_DIR}/games/Video.txt", format="sasrec")
+    assert dm.num_items == 3 and dm.split.eval_users.size == 2
+    with pytest.raises(FileNotFoundError, match="SEQREC_DATA_DIR"):
+        resolve_data_path("$SEQREC_DATA_DIR/missing.txt")
+
+
+def test_bad_sizes_are_rejected() -> None:
+    with pytest.raises(ValueError, match="batch_size must be positive, got 0"):
+        SeqRecDataModule(synthetic=TINY, batch_size=0)
+    with pytest.raises(ValueError, match="max_len must be positive"):
+        SeqRecDataModule(synthetic=TINY, max_len=-1)

@@ -1,0 +1,70 @@
+import math
+
+import pytest
+import torch
+
+from seqrec.metrics import expected_metrics, ranking_metrics, target_rank_counts
+
+INF = float("inf")
+
+
+def metrics(scores, target, k):
+    out = ranking_metrics(torch.tensor([scores], dtype=torch.float64), torch.tensor([target]), [k])
+    return {name.split("@")[0]: float(v[0]) for name, v in out.items()}
+
+
+def test_strict_ranking_by_hand() -> None:
+    # target score 0.3 is beaten by 0.5 and 0.9: rank 3.
+    m = metrics([0.1, 0.5, 0.3, 0.9], 2, 3)
+    assert m["hr"] == 1.0
+    assert m["ndcg"] == pytest.approx(1 / math.log2(4))
+    assert m["mrr"] == pytest.approx(1 / 3)
+    assert metrics([0.1, 0.5, 0.3, 0.9], 2, 2) == {"hr": 0.0, "ndcg": 0.0, "mrr": 0.0}
+    top = metrics([0.1, 0.5, 0.3, 0.9], 3, 1)
+    assert top == {"hr": 1.0, "ndcg": 1.0, "mrr": 1.0}
+
+
+def test_all_tied_is_random_ranking() -> None:
+    # 4 items all scored alike: rank uniform on 1..4.
+    m = metrics([1.0, 1.0, 1.0, 1.0], 0, 2)
+    assert m["hr"] == pytest.approx(0.5)
+    assert m["ndcg"] == pytest.approx((1 + 1 / math.log2(3)) / 4)
+    assert m["mrr"] == pytest.approx((1 + 0.5) / 4)
+
+
+def test_partial_tie_by_hand() -> None:
+    # one item above, one tied: rank 2 or 3 with equal chance.
+    m = metrics([2.0, 1.0, 1.0, 0.5], 1, 2)
+    assert m["hr"] == pytest.approx(0.5)
+    assert m["ndcg"] == pytest.approx(0.5 / math.log2(3))
+    assert m["mrr"] == pytest.approx(0.25)
+
+
+def test_excluded_items_and_excluded_target() -> None:
+    # excluded items (-inf) never outrank anything...
+    assert metrics([-INF, 0.2, -INF, 0.1], 1, 1)["hr"] == 1.0
+    # ...and a target that is itself excluded is a miss, even among ties of -inf.
+    assert metrics([-INF, -INF, 0.3], 0, 3) == {"hr": 0.0, "ndcg": 0.0, "mrr": 0.0}
+
+
+def test_expected_metrics_match_brute_force_average() -> None:
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 4, (200, 12), generator=gen).double()
+    targets = torch.randint(0, 12, (200,), generator=gen)
+    greater, ties = target_rank_counts(scores, targets)
+    for k in (1, 3, 5, 12):
+        got = expected_metrics(greater, ties, k)
+        for i in range(200):
+            g, e = int(greater[i]), int(ties[i])
+            ranks = range(g + 1, g + e + 2)
+            hr = sum(r <= k for r in ranks) / (e + 1)
+            ndcg = sum(1 / math.log2(r + 1) for r in ranks if r <= k) / (e + 1)
+            mrr = sum(1 / r for r in ranks if r <= k) / (e + 1)
+            assert float(got["hr"][i]) == pytest.approx(hr)
+            assert float(got["ndcg"][i]) == pytest.approx(ndcg)
+            assert float(got["mrr"][i]) == pytest.approx(mrr)
+
+
+def test_bad_k() -> None:
+    with pytest.raises(ValueError, match="k must be positive"):
+        expected_metrics(torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long), 0)
