@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 
 from seqrec.data.synthetic import make_synthetic
@@ -36,3 +37,7 @@ def _quiet_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def _plain_argv(monkeypatch: pytest.MonkeyPatch) -> None:
     # LightningCLI warns when given args while sys.argv holds pytest's own arguments.
     monkeypatch.setattr("sys.argv", ["seqrec"])
+
+
+# Tiny models run fastest on one thread, and a shared CI machine must not be oversubscribed by OpenMP.
+torch.set_num_threads(1)
