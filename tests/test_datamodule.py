@@ -26,7 +26,10 @@ def test_train_batches_fixed_by_seed_and_epoch() -> None:
     # every trainable user exactly once per epoch
     users = np.concatenate([x["users"].numpy() for x in ea])
     assert sorted(users.tolist()) == list(range(200))
-    assert ea[0]["negatives"].shape == (32, 8, 2)
+    for batch in ea:
+        width = batch["inputs"].shape[1]
+        assert batch["negatives"].shape == (batch["inputs"].shape[0], width, 2)
+        assert width <= 8 and (batch["targets"][:, 0] != 0).any()  # padded only to the longest row
 
 
 def test_train_batches_hold_only_training_items() -> None:
@@ -35,7 +38,7 @@ def test_train_batches_hold_only_training_items() -> None:
     for batch in epoch_batches(dm, 0):
         for row, u in enumerate(batch["users"].tolist()):
             train = split.train_items[split.train_offsets[u] : split.train_offsets[u + 1]]
-            pos = batch["positives"][row].numpy()
+            pos = batch["targets"][row].numpy()
             assert pos[pos != 0].tolist() == train[1:].tolist()
 
 

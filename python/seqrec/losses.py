@@ -6,7 +6,12 @@ import torch
 import torch.nn.functional as F
 
 
-def bce_sampled(pos_logits: torch.Tensor, neg_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def bce_sampled(
+    pos_logits: torch.Tensor,
+    neg_logits: torch.Tensor,
+    mask: torch.Tensor,
+    neg_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Binary cross-entropy with sampled negatives (SASRec): positive pushed up, each negative down.
 
     Parameters
@@ -14,12 +19,15 @@ def bce_sampled(pos_logits: torch.Tensor, neg_logits: torch.Tensor, mask: torch.
     pos_logits : (B, L) scores of the true next items.
     neg_logits : (B, L, K) scores of K sampled negatives per position.
     mask : (B, L) bool, the positions to train on.
+    neg_mask : (B, L, K) bool or None, the negatives that count (False for a draw equal to the target).
 
     Returns the mean over masked positions of ``-log s(pos) - sum_k log(1 - s(neg_k))``.
     """
     pos = F.softplus(-pos_logits[mask])  # -log sigmoid(x) = softplus(-x)
-    neg = F.softplus(neg_logits[mask]).sum(-1)  # -log(1 - sigmoid(x)) = softplus(x)
-    return (pos + neg).mean()
+    neg = F.softplus(neg_logits)  # -log(1 - sigmoid(x)) = softplus(x)
+    if neg_mask is not None:
+        neg = neg * neg_mask.expand_as(neg)
+    return (pos + neg[mask].sum(-1)).mean()
 
 
 def full_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

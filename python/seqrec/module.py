@@ -92,16 +92,18 @@ class SeqRecModule(pl.LightningModule):
         return self.model(inputs)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        inputs, positives = batch["inputs"], batch["positives"]
+        inputs, targets = batch["inputs"], batch["targets"]
         hidden = self.model(inputs)  # (B, L, D)
-        mask = positives != 0  # (B, L)
+        mask = targets != 0  # (B, L)
         if self.loss_name == "bce":
-            pos = self.model.score_items(hidden, positives)  # (B, L)
-            neg = self.model.score_items(hidden, batch["negatives"])  # (B, L, K)
-            loss = bce_sampled(pos, neg, mask)
+            negatives = batch["negatives"]  # (B, L, K), or (B, 1, K) when shared across the sequence
+            pos = self.model.score_items(hidden, targets)  # (B, L)
+            neg = self.model.score_items(hidden, negatives)  # (B, L, K)
+            # In-batch and popularity negatives can hit the target itself: such a draw is no negative.
+            loss = bce_sampled(pos, neg, mask, negatives != targets.unsqueeze(-1))
         else:
             logits = self.model.score_all(hidden[mask])  # (T, N + 1)
-            loss = full_cross_entropy(logits, positives[mask])
+            loss = full_cross_entropy(logits, targets[mask])
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at global step {self.global_step}; stopping")
         self.log("train/loss", loss, prog_bar=True, batch_size=inputs.shape[0])

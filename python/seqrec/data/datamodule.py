@@ -12,12 +12,11 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from seqrec._core import SequenceStore
+from seqrec._core import BatchBuilder, SequenceStore
 from seqrec.data.interactions import Interactions
 from seqrec.data.loaders import load
 from seqrec.data.split import LeaveOneOut
 from seqrec.data.synthetic import make_synthetic
-from seqrec.sampling import popularity_negatives
 
 DATA_DIR_ENV = "SEQREC_DATA_DIR"
 DEFAULT_DATA_DIR = "../shared/data"
@@ -56,47 +55,42 @@ def derive_seed(*parts: int) -> int:
 
 
 class TrainBatches(IterableDataset):
-    """SASRec training batches of one epoch, built by the native engine in the main process.
+    """Training batches of one epoch, built by the native engine on its own background thread.
 
-    The user order of epoch e is a permutation seeded by (seed, e); batch i draws its negatives from
-    seed (seed, e, i). So a seed fixes every batch, whatever the number of threads.
+    The batch order of epoch e depends only on (seed, e), and each batch's sampling on (seed, e, batch),
+    so a seed fixes every batch whatever the number of threads. Use it with ``DataLoader(batch_size=None,
+    num_workers=0)``: the engine already builds ahead in parallel, and worker processes would only copy it.
     """
 
     def __init__(
         self,
-        store: SequenceStore,
+        builder: BatchBuilder,
         users: np.ndarray,
+        ends: np.ndarray,
         batch_size: int,
-        max_len: int,
-        num_negatives: int,
         seed: int,
         epoch: Callable[[], int],
+        bucket: bool = True,
+        prefetch: int = 2,
     ):
-        self.store = store
+        self.builder = builder
         self.users = users
+        self.ends = ends
         self.batch_size = batch_size
-        self.max_len = max_len
-        self.num_negatives = num_negatives
         self.seed = seed
         self.epoch = epoch
+        self.bucket = bucket
+        self.prefetch = prefetch
 
     def __len__(self) -> int:
         return -(-self.users.size // self.batch_size)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        epoch = self.epoch()
-        order = np.random.default_rng([self.seed, epoch]).permutation(self.users)
-        for i, start in enumerate(range(0, order.size, self.batch_size)):
-            users = order[start : start + self.batch_size]
-            inputs, positives, negatives = self.store.sasrec_batch(
-                users, self.max_len, self.num_negatives, derive_seed(self.seed, epoch, i)
-            )
-            yield {
-                "users": torch.from_numpy(users),
-                "inputs": torch.from_numpy(inputs),
-                "positives": torch.from_numpy(positives),
-                "negatives": torch.from_numpy(negatives),
-            }
+        batches = self.builder.epoch(
+            self.users, self.ends, self.batch_size, self.seed, self.epoch(), bucket=self.bucket, prefetch=self.prefetch
+        )
+        for batch in batches:
+            yield {name: torch.from_numpy(array) for name, array in batch.items()}
 
 
 def left_pad(offsets: np.ndarray, items: np.ndarray, users: np.ndarray, max_len: int) -> np.ndarray:
@@ -126,7 +120,27 @@ class SeqRecDataModule(pl.LightningDataModule):
     batch_size, eval_batch_size : int
         Sequences per training and per evaluation batch.
     num_negatives : int
-        Uniform negatives per position for sampled losses (excluding the user's training history).
+        Negatives per position for sampled losses (uniform or popularity ones in ``mixed`` mode).
+    negatives : str
+        ``uniform`` over the catalogue, ``popularity`` (training counts to the power ``popularity_alpha``),
+        ``in_batch`` (other sequences' targets), ``mixed`` (``num_negatives`` uniform plus ``num_in_batch``
+        in-batch ones), or ``none``. Each batch carries the log-probability of every sampled item for logQ.
+    num_in_batch : int
+        In-batch negatives per position in ``mixed`` mode.
+    shared_negatives : bool
+        Draw one set of negatives per sequence, shared by its positions, instead of one per position.
+    exclude_seen : bool
+        Uniform and popularity negatives avoid everything the user interacted with in training.
+    popularity_alpha : float
+        Smoothing exponent of popularity sampling (0 is uniform, 1 is proportional to counts).
+    length_bucketing : bool
+        Group sequences of similar length into a batch and pad each batch only to its longest sequence
+        (False pads every batch to ``max_len``, as the original SASRec).
+    window_stride : int
+        With ``w > 0``, a history longer than ``max_len`` also trains as windows ending every ``w`` items
+        back from its end (``w <= max_len`` covers every transition); 0 keeps only the most recent window.
+    prefetch : int
+        Batches the engine builds ahead of the model.
     sampled_eval : str
         Also compute the sampled protocol: ``none``, ``uniform`` or ``popularity`` candidates.
     num_sampled : int
@@ -144,15 +158,27 @@ class SeqRecDataModule(pl.LightningDataModule):
         batch_size: int = 128,
         eval_batch_size: int = 512,
         num_negatives: int = 1,
+        negatives: Literal["uniform", "popularity", "in_batch", "mixed", "none"] = "uniform",
+        num_in_batch: int = 0,
+        shared_negatives: bool = False,
+        exclude_seen: bool = True,
+        popularity_alpha: float = 1.0,
+        length_bucketing: bool = True,
+        window_stride: int = 0,
+        prefetch: int = 2,
         sampled_eval: Literal["none", "uniform", "popularity"] = "none",
         num_sampled: int = 100,
         seed: int = 42,
     ):
         super().__init__()
         for name, value in (("max_len", max_len), ("batch_size", batch_size), ("eval_batch_size", eval_batch_size),
-                            ("num_negatives", num_negatives), ("num_sampled", num_sampled)):
+                            ("num_sampled", num_sampled), ("prefetch", prefetch)):
             if value < 1:
                 raise ValueError(f"{name} must be positive, got {value}")
+        for name, value in (("num_negatives", num_negatives), ("num_in_batch", num_in_batch),
+                            ("window_stride", window_stride)):
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
         self.path = path
         self.format = format
         self.synthetic = synthetic
@@ -160,13 +186,22 @@ class SeqRecDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_negatives = num_negatives
+        self.negatives = negatives
+        self.num_in_batch = num_in_batch
+        self.shared_negatives = shared_negatives
+        self.exclude_seen = exclude_seen
+        self.popularity_alpha = popularity_alpha
+        self.length_bucketing = length_bucketing
+        self.window_stride = window_stride
+        self.prefetch = prefetch
         self.sampled_eval = sampled_eval
         self.num_sampled = num_sampled
         self.seed = seed
+        self.task = "sasrec"
         self.interactions = self._load()
         self.split = LeaveOneOut.from_interactions(self.interactions)
         self._eval_batches: dict[str, list[dict[str, torch.Tensor]]] = {}
-        self._train_store: SequenceStore | None = None
+        self._builder: BatchBuilder | None = None
 
     def _load(self) -> Interactions:
         if self.path is None:
@@ -191,13 +226,30 @@ class SeqRecDataModule(pl.LightningDataModule):
 
     # training -------------------------------------------------------------------------------------------
 
+    def batch_builder(self) -> BatchBuilder:
+        """The native builder of training batches over the training split (built once)."""
+        if self._builder is None:
+            store = SequenceStore(self.split.train_offsets, self.split.train_items, self.num_items)
+            self._builder = BatchBuilder(
+                store,
+                self.max_len,
+                task=self.task,
+                negatives=self.negatives,
+                num_negatives=self.num_negatives,
+                num_in_batch=self.num_in_batch,
+                shared_negatives=self.shared_negatives,
+                exclude_seen=self.exclude_seen,
+                alpha=self.popularity_alpha,
+                pad_to_max=not self.length_bucketing,
+            )
+        return self._builder
+
     def train_dataloader(self) -> DataLoader:
-        if self._train_store is None:
-            self._train_store = SequenceStore(self.split.train_offsets, self.split.train_items, self.num_items)
-        train_lengths = np.diff(self.split.train_offsets)
-        users = np.flatnonzero(train_lengths >= 2).astype(np.int64)
+        builder = self.batch_builder()
+        all_users = np.arange(self.interactions.num_users, dtype=np.int64)
+        users, ends = builder.segments(all_users, self.window_stride)
         dataset = TrainBatches(
-            self._train_store, users, self.batch_size, self.max_len, self.num_negatives, self.seed, self._epoch
+            builder, users, ends, self.batch_size, self.seed, self._epoch, self.length_bucketing, self.prefetch
         )
         return DataLoader(dataset, batch_size=None, num_workers=0)
 
@@ -247,12 +299,11 @@ class SeqRecDataModule(pl.LightningDataModule):
             return None
         full = self.interactions
         seed = derive_seed(self.seed, 1 if stage == "val" else 2)
+        store = SequenceStore(full.offsets, full.items, full.num_items)
         if self.sampled_eval == "uniform":
-            store = SequenceStore(full.offsets, full.items, full.num_items)
             return store.uniform_negatives(users, self.num_sampled, seed)
-        return popularity_negatives(
-            full.offsets, full.items, full.item_counts(), users, self.num_sampled, np.random.default_rng(seed)
-        )
+        # Popularity over the whole dataset, as in the BERT4Rec paper's protocol.
+        return store.popularity_negatives(users, self.num_sampled, seed)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.eval_batches("val"), batch_size=None, num_workers=0)

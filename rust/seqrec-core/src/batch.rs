@@ -1,11 +1,241 @@
-//! Batch builders: SASRec next-item training batches and sampled-protocol evaluation candidates.
+//! Batch builders: SASRec next-item batches, BERT4Rec cloze batches, and sampled-protocol candidates.
 
 use rayon::prelude::*;
 
 use crate::error::{positive, CoreError, Result};
+use crate::negatives::NegativeSampler;
+use crate::pool;
 use crate::rng::Rng;
-use crate::sampling::uniform_excluding;
+use crate::sampling::{uniform_excluding, AliasTable};
 use crate::sequences::Sequences;
+
+/// The training objective a batch is built for.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Task {
+    /// Next-item prediction: `inputs[t]` is an item and `targets[t]` the one that followed it.
+    SasRec,
+    /// Cloze: each position is replaced by `mask_token` with probability `mask_prob` and must be recovered.
+    Bert4Rec { mask_prob: f64, mask_token: i64 },
+}
+
+/// How to build the batches of one training run.
+#[derive(Clone, Debug)]
+pub struct BatchSpec {
+    pub task: Task,
+    pub max_len: usize,
+    /// Pad every batch to `max_len` (the original SASRec) instead of to its longest row.
+    pub pad_to_max: bool,
+    pub negatives: Option<NegativeSampler>,
+    /// 1: build on the calling thread; anything else: the engine's thread pool.
+    pub num_threads: usize,
+}
+
+impl BatchSpec {
+    pub fn new(task: Task, max_len: i64, pad_to_max: bool, negatives: Option<NegativeSampler>, num_threads: usize) -> Result<Self> {
+        let max_len = positive("max_len", max_len)?;
+        if let Task::Bert4Rec { mask_prob, mask_token } = task {
+            if !(mask_prob > 0.0 && mask_prob <= 1.0) {
+                return Err(CoreError::BadOption { name: "mask_prob", message: format!("must be in (0, 1], got {mask_prob}") });
+            }
+            if mask_token < 1 {
+                return Err(CoreError::BadOption { name: "mask_token", message: format!("must be positive, got {mask_token}") });
+            }
+        }
+        Ok(BatchSpec { task, max_len, pad_to_max, negatives, num_threads })
+    }
+
+    /// Items a training window holds: SASRec needs one more than its length (the last target).
+    pub fn window(&self) -> usize {
+        match self.task {
+            Task::SasRec => self.max_len + 1,
+            Task::Bert4Rec { .. } => self.max_len,
+        }
+    }
+
+    /// Shortest sequence that yields a training target.
+    pub fn min_items(&self) -> usize {
+        match self.task {
+            Task::SasRec => 2,
+            Task::Bert4Rec { .. } => 1,
+        }
+    }
+
+    /// Positions a window ending at `end` fills (before padding).
+    pub fn filled(&self, end: usize) -> usize {
+        match self.task {
+            Task::SasRec => end.saturating_sub(1).min(self.max_len),
+            Task::Bert4Rec { .. } => end.min(self.max_len),
+        }
+    }
+}
+
+/// A training sequence: the items of `user` before position `end` (exclusive).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    pub user: usize,
+    pub end: usize,
+}
+
+/// One built batch, row-major, owned (so it can cross threads and become numpy arrays without a copy).
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    pub rows: usize,
+    pub width: usize,
+    /// Negative slots per row: `width`, or 1 when negatives are shared across the sequence.
+    pub slots: usize,
+    pub k: usize,
+    pub users: Vec<i64>,
+    pub inputs: Vec<i64>,
+    pub targets: Vec<i64>,
+    pub negatives: Vec<i64>,
+    pub negatives_logq: Vec<f32>,
+    pub targets_logq: Vec<f32>,
+}
+
+/// Builds the batch of `segments` with random streams `(seed, row)`; identical for any number of threads.
+pub fn build_batch(seqs: &Sequences, spec: &BatchSpec, segments: &[Segment], seed: u64) -> Result<Batch> {
+    let n_users = seqs.num_users();
+    for s in segments {
+        if s.user >= n_users {
+            return Err(CoreError::UserOutOfRange { user: s.user as i64, num_users: n_users });
+        }
+        let len = seqs.sequence(s.user).len();
+        if s.end > len {
+            return Err(CoreError::BadOption {
+                name: "ends",
+                message: format!("end {} is beyond user {}'s {} items", s.end, s.user, len),
+            });
+        }
+    }
+    if let Some(neg) = &spec.negatives {
+        if neg.exclude_seen && neg.num_negatives > 0 {
+            let users: Vec<usize> = segments.iter().map(|s| s.user).collect();
+            seqs.check_negatives_exist(&users)?;
+        }
+    }
+    let rows = segments.len();
+    let width = if spec.pad_to_max {
+        spec.max_len
+    } else {
+        segments.iter().map(|s| spec.filled(s.end)).max().unwrap_or(0).max(1)
+    };
+    let (k, slots) = match &spec.negatives {
+        Some(n) => (n.width(), if n.shared { 1 } else { width }),
+        None => (0, 0),
+    };
+    let mut b = Batch {
+        rows,
+        width,
+        slots,
+        k,
+        users: segments.iter().map(|s| s.user as i64).collect(),
+        inputs: vec![0; rows * width],
+        targets: vec![0; rows * width],
+        negatives: vec![0; rows * slots * k],
+        negatives_logq: vec![0.0; rows * slots * k],
+        targets_logq: vec![0.0; if k > 0 { rows * width } else { 0 }],
+    };
+    pool::run(spec.num_threads, |parallel| -> Result<()> {
+        let fill = |(row, (inp, tgt)): (usize, (&mut [i64], &mut [i64]))| {
+            fill_sequence(seqs, spec, segments[row], Rng::for_stream(seed, row as u64), inp, tgt)
+        };
+        if parallel {
+            b.inputs.par_chunks_mut(width).zip(b.targets.par_chunks_mut(width)).enumerate().for_each(fill);
+        } else {
+            b.inputs.chunks_mut(width).zip(b.targets.chunks_mut(width)).enumerate().for_each(fill);
+        }
+        let Some(neg) = &spec.negatives else { return Ok(()) };
+        // The in-batch pool: every row's targets, row-major, so a row's own block is contiguous.
+        let mut pool_items: Vec<i32> = Vec::new();
+        let mut blocks = Vec::with_capacity(rows);
+        if neg.needs_pool() {
+            for t in b.targets.chunks(width) {
+                let start = pool_items.len();
+                pool_items.extend(t.iter().filter(|&&x| x != 0).map(|&x| x as i32));
+                blocks.push((start, pool_items.len() - start));
+            }
+        } else {
+            blocks.resize(rows, (0, 0));
+        }
+        let sample_row = |(row, ((ni, nq), tq)): (usize, ((&mut [i64], &mut [f32]), &mut [f32]))| -> Result<()> {
+            let u = segments[row].user;
+            let ctx = neg.user_context(seqs, u);
+            // Stream (seed, rows + row): independent of the stream that masked this row.
+            let mut rng = Rng::for_stream(seed, (rows + row) as u64);
+            let tgt = &b.targets[row * width..(row + 1) * width];
+            for (t, q) in tgt.iter().zip(tq.iter_mut()) {
+                if *t != 0 {
+                    *q = neg.log_q(&ctx, *t as i32);
+                }
+            }
+            if neg.shared {
+                if tgt.iter().any(|&t| t != 0) {
+                    neg.fill_slot(&mut rng, seqs, u, &ctx, &pool_items, blocks[row], ni, nq)?;
+                }
+                return Ok(());
+            }
+            for (t, (si, sq)) in tgt.iter().zip(ni.chunks_mut(k).zip(nq.chunks_mut(k))) {
+                if *t != 0 {
+                    neg.fill_slot(&mut rng, seqs, u, &ctx, &pool_items, blocks[row], si, sq)?;
+                }
+            }
+            Ok(())
+        };
+        let (neg_items, neg_logq, tgt_logq) = (&mut b.negatives, &mut b.negatives_logq, &mut b.targets_logq);
+        if parallel {
+            neg_items
+                .par_chunks_mut(slots * k)
+                .zip(neg_logq.par_chunks_mut(slots * k))
+                .zip(tgt_logq.par_chunks_mut(width))
+                .enumerate()
+                .try_for_each(sample_row)
+        } else {
+            neg_items
+                .chunks_mut(slots * k)
+                .zip(neg_logq.chunks_mut(slots * k))
+                .zip(tgt_logq.chunks_mut(width))
+                .enumerate()
+                .try_for_each(sample_row)
+        }
+    })?;
+    Ok(b)
+}
+
+/// Writes one left-padded row: SASRec shifted pairs, or BERT4Rec masked inputs with their labels.
+fn fill_sequence(seqs: &Sequences, spec: &BatchSpec, seg: Segment, mut rng: Rng, inp: &mut [i64], tgt: &mut [i64]) {
+    let seq = &seqs.sequence(seg.user)[..seg.end];
+    let width = inp.len();
+    let n = spec.filled(seg.end).min(width);
+    let pad = width - n;
+    match spec.task {
+        Task::SasRec => {
+            let start = seq.len().saturating_sub(n + 1);
+            for t in 0..n {
+                inp[pad + t] = seq[start + t] as i64;
+                tgt[pad + t] = seq[start + t + 1] as i64;
+            }
+        }
+        Task::Bert4Rec { mask_prob, mask_token } => {
+            let window = &seq[seq.len() - n..];
+            let mut masked = 0;
+            for (t, &x) in window.iter().enumerate() {
+                let u = (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+                if u < mask_prob {
+                    inp[pad + t] = mask_token;
+                    tgt[pad + t] = x as i64;
+                    masked += 1;
+                } else {
+                    inp[pad + t] = x as i64;
+                }
+            }
+            // Every sequence trains on at least one position: the most recent, as evaluation asks for.
+            if masked == 0 && n > 0 {
+                tgt[width - 1] = inp[width - 1];
+                inp[width - 1] = mask_token;
+            }
+        }
+    }
+}
 
 /// Output buffers of one SASRec batch, row-major: `inputs` and `positives` are (B, L), `negatives` (B, L, K).
 pub struct SasRecBatchMut<'a> {
@@ -14,12 +244,9 @@ pub struct SasRecBatchMut<'a> {
     pub negatives: &'a mut [i64],
 }
 
-/// Fills a SASRec training batch for `users`.
-///
-/// Row b holds the last `max_len` transitions of user `users[b]`, left-padded with 0: `inputs[t]` is an item
-/// and `positives[t]` the one that followed it; `negatives[t, :]` are `k` items drawn uniformly from those
-/// the user never interacted with (anywhere in the sequence), 0 on padded positions. Row b draws from its own
-/// stream `(seed, b)`, so the batch is the same whatever the number of threads.
+/// Fills a SASRec batch padded to `max_len` for whole user sequences, with `num_negatives` uniform
+/// negatives per position from items the user never interacted with. Row b uses streams (seed, b) and
+/// (seed, B + b), so the batch is the same whatever the number of threads.
 pub fn sasrec_batch(
     seqs: &Sequences,
     users: &[i64],
@@ -28,50 +255,43 @@ pub fn sasrec_batch(
     seed: u64,
     out: SasRecBatchMut<'_>,
 ) -> Result<()> {
-    let l = positive("max_len", max_len)?;
     let k = positive("num_negatives", num_negatives)?;
     let users = seqs.check_users(users)?;
+    let sampler = crate::negatives::NegativeSampler::new(
+        seqs,
+        crate::negatives::NegativeMode::Uniform,
+        k,
+        0,
+        false,
+        true,
+        1.0,
+    )?;
+    let spec = BatchSpec::new(Task::SasRec, max_len, true, Some(sampler), 0)?;
+    let l = spec.max_len;
     let b = users.len();
-    for (what, buf, width) in [
-        ("inputs", out.inputs.len(), l),
-        ("positives", out.positives.len(), l),
-        ("negatives", out.negatives.len(), l * k),
-    ] {
-        if buf != b * width {
-            return Err(CoreError::LengthMismatch { what, expected: b * width, got: buf });
+    for (what, buf, w) in [("inputs", out.inputs.len(), l), ("positives", out.positives.len(), l), ("negatives", out.negatives.len(), l * k)] {
+        if buf != b * w {
+            return Err(CoreError::LengthMismatch { what, expected: b * w, got: buf });
         }
     }
-    seqs.check_negatives_exist(&users)?;
-    let num_items = seqs.num_items() as u64;
-    out.inputs
-        .par_chunks_mut(l)
-        .zip(out.positives.par_chunks_mut(l))
-        .zip(out.negatives.par_chunks_mut(l * k))
-        .zip(users.par_iter().enumerate())
-        .for_each(|(((inp, pos), neg), (row, &u))| {
-            let seq = seqs.sequence(u);
-            let seen = seqs.seen(u);
-            let n_pairs = seq.len().saturating_sub(1).min(l);
-            let pad = l - n_pairs;
-            inp[..pad].fill(0);
-            pos[..pad].fill(0);
-            neg[..pad * k].fill(0);
-            let start = seq.len().saturating_sub(n_pairs + 1);
-            let mut rng = Rng::for_stream(seed, row as u64);
-            for t in 0..n_pairs {
-                inp[pad + t] = seq[start + t] as i64;
-                pos[pad + t] = seq[start + t + 1] as i64;
-                for slot in &mut neg[(pad + t) * k..(pad + t + 1) * k] {
-                    *slot = uniform_excluding(&mut rng, num_items, seen) as i64;
-                }
-            }
-        });
+    let segments: Vec<Segment> = users.iter().map(|&u| Segment { user: u, end: seqs.sequence(u).len() }).collect();
+    let batch = build_batch(seqs, &spec, &segments, seed)?;
+    out.inputs.copy_from_slice(&batch.inputs);
+    out.positives.copy_from_slice(&batch.targets);
+    out.negatives.copy_from_slice(&batch.negatives);
     Ok(())
 }
 
-/// Fills `out` (B, n) with `n` items per user drawn uniformly, with replacement, from the items the user
-/// never interacted with: the candidates of the sampled evaluation protocol. Row b uses stream `(seed, b)`.
-pub fn uniform_negatives(seqs: &Sequences, users: &[i64], n: i64, seed: u64, out: &mut [i64]) -> Result<()> {
+/// Evaluation candidates of the sampled protocol: `n` items per user, with replacement, from the items the
+/// user never interacted with, uniformly (`popularity` None) or by popularity. Row b uses stream (seed, b).
+pub fn sampled_candidates(
+    seqs: &Sequences,
+    users: &[i64],
+    n: i64,
+    popularity: Option<&AliasTable>,
+    seed: u64,
+    out: &mut [i64],
+) -> Result<()> {
     let n = positive("n", n)?;
     let users = seqs.check_users(users)?;
     if out.len() != users.len() * n {
@@ -79,32 +299,40 @@ pub fn uniform_negatives(seqs: &Sequences, users: &[i64], n: i64, seed: u64, out
     }
     seqs.check_negatives_exist(&users)?;
     let num_items = seqs.num_items() as u64;
-    out.par_chunks_mut(n).zip(users.par_iter().enumerate()).for_each(|(row_out, (row, &u))| {
-        let mut rng = Rng::for_stream(seed, row as u64);
-        let seen = seqs.seen(u);
-        for slot in row_out.iter_mut() {
-            *slot = uniform_excluding(&mut rng, num_items, seen) as i64;
+    pool::run(0, |parallel| {
+        let fill = |(row, row_out): (usize, &mut [i64])| -> Result<()> {
+            let u = users[row];
+            let mut rng = Rng::for_stream(seed, row as u64);
+            let seen = seqs.seen(u);
+            let mass = popularity.map_or(0.0, |t| t.mass(seen));
+            for slot in row_out.iter_mut() {
+                *slot = match popularity {
+                    None => uniform_excluding(&mut rng, num_items, seen),
+                    Some(t) => t
+                        .sample_excluding(&mut rng, seen, mass)
+                        .ok_or(CoreError::NoNegatives { user: u as i64, num_items: num_items as i64 })?,
+                } as i64;
+            }
+            Ok(())
+        };
+        if parallel {
+            out.par_chunks_mut(n).enumerate().try_for_each(fill)
+        } else {
+            out.chunks_mut(n).enumerate().try_for_each(fill)
         }
-    });
-    Ok(())
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::negatives::{NegativeMode, NegativeSampler};
 
     fn build(seqs: &Sequences, users: &[i64], l: usize, k: usize, seed: u64) -> (Vec<i64>, Vec<i64>, Vec<i64>) {
         let b = users.len();
         let (mut i, mut p, mut n) = (vec![-1; b * l], vec![-1; b * l], vec![-1; b * l * k]);
-        sasrec_batch(
-            seqs,
-            users,
-            l as i64,
-            k as i64,
-            seed,
-            SasRecBatchMut { inputs: &mut i, positives: &mut p, negatives: &mut n },
-        )
-        .unwrap();
+        sasrec_batch(seqs, users, l as i64, k as i64, seed, SasRecBatchMut { inputs: &mut i, positives: &mut p, negatives: &mut n })
+            .unwrap();
         (i, p, n)
     }
 
@@ -139,30 +367,44 @@ mod tests {
     }
 
     #[test]
+    fn threads_do_not_change_the_batch() {
+        let items: Vec<i32> = (0..3000).map(|x| (x * 7 % 499) + 1).collect();
+        let offsets: Vec<i64> = (0..=100).map(|u| u * 30).collect();
+        let seqs = Sequences::new(&offsets, &items, 500).unwrap();
+        let segs: Vec<Segment> = (0..100).map(|u| Segment { user: u, end: 5 + u % 25 }).collect();
+        for mode in [NegativeMode::Uniform, NegativeMode::Mixed] {
+            let sampler = NegativeSampler::new(&seqs, mode, 2, 2, false, true, 1.0).unwrap();
+            let one = BatchSpec::new(Task::SasRec, 10, false, Some(sampler.clone()), 1).unwrap();
+            let all = BatchSpec::new(Task::SasRec, 10, false, Some(sampler), 0).unwrap();
+            let a = build_batch(&seqs, &one, &segs, 3).unwrap();
+            let b = build_batch(&seqs, &all, &segs, 3).unwrap();
+            assert_eq!((a.inputs, a.negatives), (b.inputs, b.negatives));
+        }
+    }
+
+    #[test]
+    fn bert_masks_at_least_one_position() {
+        let seqs = Sequences::new(&[0, 4], &[1, 2, 3, 4], 10).unwrap();
+        let spec = BatchSpec::new(Task::Bert4Rec { mask_prob: 1e-9, mask_token: 11 }, 6, false, None, 1).unwrap();
+        let b = build_batch(&seqs, &spec, &[Segment { user: 0, end: 4 }], 0).unwrap();
+        assert_eq!(b.width, 4);
+        assert_eq!(b.inputs, vec![1, 2, 3, 11]);
+        assert_eq!(b.targets, vec![0, 0, 0, 4]);
+    }
+
+    #[test]
     fn rejects_bad_arguments() {
         let seqs = Sequences::new(&[0, 2], &[1, 2], 2).unwrap();
         let mut buf = vec![0i64; 4];
         let mut b2 = vec![0i64; 4];
         let mut b3 = vec![0i64; 4];
-        let r = sasrec_batch(
-            &seqs,
-            &[0],
-            0,
-            1,
-            0,
-            SasRecBatchMut { inputs: &mut buf, positives: &mut b2, negatives: &mut b3 },
-        );
+        let r = sasrec_batch(&seqs, &[0], 0, 1, 0, SasRecBatchMut { inputs: &mut buf, positives: &mut b2, negatives: &mut b3 });
         assert!(matches!(r, Err(CoreError::NonPositive { name: "max_len", .. })));
-        let r = sasrec_batch(
-            &seqs,
-            &[0],
-            4,
-            1,
-            0,
-            SasRecBatchMut { inputs: &mut buf, positives: &mut b2, negatives: &mut b3 },
-        );
+        let r = sasrec_batch(&seqs, &[0], 4, 1, 0, SasRecBatchMut { inputs: &mut buf, positives: &mut b2, negatives: &mut b3 });
         assert!(matches!(r, Err(CoreError::NoNegatives { .. })));
         let mut out = vec![0i64; 3];
-        assert!(matches!(uniform_negatives(&seqs, &[5], 3, 0, &mut out), Err(CoreError::UserOutOfRange { .. })));
+        assert!(matches!(sampled_candidates(&seqs, &[5], 3, None, 0, &mut out), Err(CoreError::UserOutOfRange { .. })));
+        let one = Sequences::new(&[0, 1], &[1], 1).unwrap();
+        assert!(NegativeSampler::new(&one, NegativeMode::Uniform, 1, 0, false, true, 1.0).is_err());
     }
 }

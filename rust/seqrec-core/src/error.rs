@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// Everything that can go wrong in the core, each variant carrying the offending value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CoreError {
     /// A size argument (max_len, num_items, number of negatives) that must be positive was not.
     NonPositive { name: &'static str, value: i64 },
@@ -15,6 +15,10 @@ pub enum CoreError {
     UserOutOfRange { user: i64, num_users: usize },
     /// A user has interacted with every item, so no negative can be drawn for them.
     NoNegatives { user: i64, num_items: i64 },
+    /// A sampling weight that is negative or not finite (item -1: all weights sum to zero).
+    BadWeight { item: i64, weight: f64 },
+    /// An option value outside what the routine accepts.
+    BadOption { name: &'static str, message: String },
     /// Two arrays whose lengths must agree do not.
     LengthMismatch { what: &'static str, expected: usize, got: usize },
 }
@@ -39,6 +43,14 @@ impl fmt::Display for CoreError {
                 f,
                 "user {user} has interacted with all {num_items} items: no negative item can be sampled"
             ),
+            CoreError::BadWeight { item, weight } => {
+                if *item < 0 {
+                    write!(f, "sampling weights sum to {weight}: at least one item needs a positive weight")
+                } else {
+                    write!(f, "sampling weight of item {item} is {weight}: weights must be finite and non-negative")
+                }
+            }
+            CoreError::BadOption { name, message } => write!(f, "{name}: {message}"),
             CoreError::LengthMismatch { what, expected, got } => {
                 write!(f, "{what}: expected length {expected}, got {got}")
             }

@@ -2,6 +2,10 @@
 
 pub mod batch;
 pub mod error;
+pub mod negatives;
+pub mod plan;
+pub mod pool;
+pub mod prefetch;
 pub mod rng;
 pub mod sampling;
 pub mod sequences;

@@ -10,6 +10,7 @@ pub struct Sequences {
     num_items: i64,
     seen_offsets: Vec<usize>,
     seen_items: Vec<i32>,
+    item_counts: Vec<u64>,
 }
 
 impl Sequences {
@@ -56,7 +57,11 @@ impl Sequences {
             seen_items.extend_from_slice(&buf);
             seen_offsets.push(seen_items.len());
         }
-        Ok(Sequences { offsets: offsets.to_vec(), items: items.to_vec(), num_items, seen_offsets, seen_items })
+        let mut item_counts = vec![0u64; num_items as usize + 1];
+        for &x in items {
+            item_counts[x as usize] += 1;
+        }
+        Ok(Sequences { offsets: offsets.to_vec(), items: items.to_vec(), num_items, seen_offsets, seen_items, item_counts })
     }
 
     pub fn num_users(&self) -> usize {
@@ -69,6 +74,11 @@ impl Sequences {
 
     pub fn num_interactions(&self) -> usize {
         self.items.len()
+    }
+
+    /// Interactions per item, index 0 (padding) always 0.
+    pub fn item_counts(&self) -> &[u64] {
+        &self.item_counts
     }
 
     /// The chronological sequence of user `u` (caller has checked the index).

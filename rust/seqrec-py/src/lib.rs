@@ -8,6 +8,8 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<batch::SequenceStore>()?;
+    m.add_class::<batch::BatchBuilder>()?;
+    m.add_class::<batch::EpochIterator>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -1,0 +1,195 @@
+//! Negative sampling modes for training batches, each reporting the log-probability of what it drew.
+
+use crate::error::{CoreError, Result};
+use crate::rng::Rng;
+use crate::sampling::{uniform_excluding, AliasTable};
+use crate::sequences::Sequences;
+
+/// Where negatives come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NegativeMode {
+    /// Uniform over the catalogue (over the user's unseen items when excluding).
+    Uniform,
+    /// In proportion to training popularity raised to `alpha` (alias table).
+    Popularity,
+    /// The targets of the other sequences in the batch.
+    InBatch,
+    /// `num_negatives` uniform ones followed by `num_in_batch` in-batch ones.
+    Mixed,
+}
+
+impl NegativeMode {
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "uniform" => Ok(NegativeMode::Uniform),
+            "popularity" => Ok(NegativeMode::Popularity),
+            "in_batch" => Ok(NegativeMode::InBatch),
+            "mixed" => Ok(NegativeMode::Mixed),
+            other => Err(CoreError::BadOption {
+                name: "negatives",
+                message: format!("unknown mode {other:?}; choose uniform, popularity, in_batch or mixed"),
+            }),
+        }
+    }
+}
+
+/// A configured negative sampler over one store.
+#[derive(Clone, Debug)]
+pub struct NegativeSampler {
+    pub mode: NegativeMode,
+    /// Uniform or popularity negatives per slot (in-batch ones for `InBatch`).
+    pub num_negatives: usize,
+    /// In-batch negatives per slot, after the uniform ones (`Mixed` only).
+    pub num_in_batch: usize,
+    /// One set of negatives per sequence instead of one per position.
+    pub shared: bool,
+    /// Uniform and popularity negatives avoid the user's whole history.
+    pub exclude_seen: bool,
+    num_items: u64,
+    popularity: Option<AliasTable>,
+    /// log of each item's training frequency: the proposal of in-batch sampling.
+    log_freq: Vec<f64>,
+}
+
+impl NegativeSampler {
+    pub fn new(
+        seqs: &Sequences,
+        mode: NegativeMode,
+        num_negatives: usize,
+        num_in_batch: usize,
+        shared: bool,
+        exclude_seen: bool,
+        alpha: f64,
+    ) -> Result<Self> {
+        let num_items = seqs.num_items() as u64;
+        if num_items < 2 {
+            return Err(CoreError::BadOption {
+                name: "num_items",
+                message: format!("the catalogue has {num_items} item(s): negatives need at least 2"),
+            });
+        }
+        let (uniform_k, batch_k) = match mode {
+            NegativeMode::Mixed => (num_negatives, num_in_batch),
+            NegativeMode::InBatch => (0, num_negatives),
+            _ => (num_negatives, 0),
+        };
+        if uniform_k + batch_k == 0 {
+            return Err(CoreError::NonPositive { name: "num_negatives", value: 0 });
+        }
+        if mode == NegativeMode::Mixed && (uniform_k == 0 || batch_k == 0) {
+            return Err(CoreError::BadOption {
+                name: "mixed negatives",
+                message: format!("need num_negatives >= 1 and num_in_batch >= 1, got {uniform_k} and {batch_k}"),
+            });
+        }
+        if !alpha.is_finite() || alpha < 0.0 {
+            return Err(CoreError::BadOption { name: "alpha", message: format!("must be finite and >= 0, got {alpha}") });
+        }
+        let counts = seqs.item_counts();
+        let popularity = if mode == NegativeMode::Popularity {
+            let weights: Vec<f64> = counts.iter().map(|&c| if c == 0 { 0.0 } else { (c as f64).powf(alpha) }).collect();
+            Some(AliasTable::new(&weights)?)
+        } else {
+            None
+        };
+        let total: f64 = counts.iter().map(|&c| c as f64).sum::<f64>().max(1.0);
+        let log_freq = counts.iter().map(|&c| (c as f64 / total).ln()).collect();
+        Ok(NegativeSampler {
+            mode,
+            num_negatives: uniform_k,
+            num_in_batch: batch_k,
+            shared,
+            exclude_seen,
+            num_items,
+            popularity,
+            log_freq,
+        })
+    }
+
+    /// Negatives per slot (the last dimension of the output).
+    pub fn width(&self) -> usize {
+        self.num_negatives + self.num_in_batch
+    }
+
+    pub fn needs_pool(&self) -> bool {
+        self.num_in_batch > 0
+    }
+
+    /// Per-user constants: log-probability normaliser of the uniform and popularity proposals.
+    pub fn user_context(&self, seqs: &Sequences, u: usize) -> UserContext {
+        let seen_len = if self.exclude_seen { seqs.seen(u).len() } else { 0 };
+        let seen_mass = match (&self.popularity, self.exclude_seen) {
+            (Some(t), true) => t.mass(seqs.seen(u)),
+            _ => 0.0,
+        };
+        UserContext { allowed: self.num_items - seen_len as u64, seen_mass }
+    }
+
+    /// Log-probability of `item` under this sampler's proposal (the mixture, in mixed mode), for logQ.
+    pub fn log_q(&self, ctx: &UserContext, item: i32) -> f32 {
+        let p_main = match self.mode {
+            NegativeMode::Popularity => {
+                let t = self.popularity.as_ref().map_or(0.0, |t| t.p(item));
+                t / (1.0 - ctx.seen_mass).max(f64::MIN_POSITIVE)
+            }
+            _ => 1.0 / ctx.allowed as f64,
+        };
+        let p_batch = self.log_freq[item as usize].exp();
+        let (ku, kb) = (self.num_negatives as f64, self.num_in_batch as f64);
+        let p = (ku * p_main + kb * p_batch) / (ku + kb);
+        p.ln() as f32
+    }
+
+    /// Fills one slot (`items`, `logq` of length `width()`) for user `u`; `pool` holds the batch's targets
+    /// outside this row's own (`pool_skip` = (start, len) of this row's block).
+    #[allow(clippy::too_many_arguments)]
+    pub fn fill_slot(
+        &self,
+        rng: &mut Rng,
+        seqs: &Sequences,
+        u: usize,
+        ctx: &UserContext,
+        pool: &[i32],
+        pool_skip: (usize, usize),
+        items: &mut [i64],
+        logq: &mut [f32],
+    ) -> Result<()> {
+        let seen = seqs.seen(u);
+        for slot in items[..self.num_negatives].iter_mut() {
+            let x = match (&self.popularity, self.exclude_seen) {
+                (Some(t), true) => t
+                    .sample_excluding(rng, seen, ctx.seen_mass)
+                    .ok_or(CoreError::NoNegatives { user: u as i64, num_items: self.num_items as i64 })?,
+                (Some(t), false) => t.sample(rng),
+                (None, true) => uniform_excluding(rng, self.num_items, seen),
+                (None, false) => rng.below(self.num_items) as i32 + 1,
+            };
+            *slot = x as i64;
+        }
+        let others = pool.len() - pool_skip.1;
+        for slot in items[self.num_negatives..].iter_mut() {
+            let x = if others == 0 {
+                // A batch whose only targets are this row's: fall back to a uniform draw.
+                rng.below(self.num_items) as i32 + 1
+            } else {
+                let mut j = rng.below(others as u64) as usize;
+                if j >= pool_skip.0 {
+                    j += pool_skip.1;
+                }
+                pool[j]
+            };
+            *slot = x as i64;
+        }
+        for (q, &x) in logq.iter_mut().zip(items.iter()) {
+            *q = self.log_q(ctx, x as i32);
+        }
+        Ok(())
+    }
+}
+
+/// What a sampler needs to know of one user, computed once per row.
+#[derive(Clone, Copy, Debug)]
+pub struct UserContext {
+    pub allowed: u64,
+    pub seen_mass: f64,
+}

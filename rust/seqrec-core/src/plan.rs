@@ -1,0 +1,126 @@
+//! Epoch planning: which training sequences exist (with sliding windows) and how they group into batches.
+
+use crate::batch::{BatchSpec, Segment};
+use crate::error::{positive, Result};
+use crate::rng::{derive_seed, Rng};
+use crate::sequences::Sequences;
+
+/// The training sequences of `users`: one per user ending at its last item, or with `stride > 0`, windows
+/// ending every `stride` items back from the end, so long histories train on all their transitions.
+/// Users too short to give a target are left out.
+pub fn make_segments(seqs: &Sequences, spec: &BatchSpec, users: &[i64], stride: usize) -> Result<Vec<Segment>> {
+    let users = seqs.check_users(users)?;
+    let window = spec.window();
+    let min_items = spec.min_items();
+    let mut out = Vec::with_capacity(users.len());
+    for u in users {
+        let mut end = seqs.sequence(u).len();
+        if end < min_items {
+            continue;
+        }
+        loop {
+            out.push(Segment { user: u, end });
+            if stride == 0 || end <= window || end - stride < min_items {
+                break;
+            }
+            end -= stride;
+        }
+    }
+    Ok(out)
+}
+
+/// Shuffles `segments` for `epoch` and cuts them into batches of `batch_size`.
+///
+/// With `bucket`, the shuffled list is cut into groups of `bucket_batches` batches, each group sorted by
+/// length, so that a batch holds sequences of similar length and pads little; the order of the batches is
+/// then shuffled. Everything depends only on (seed, epoch).
+pub fn plan_epoch(
+    spec: &BatchSpec,
+    segments: &[Segment],
+    batch_size: i64,
+    bucket: bool,
+    bucket_batches: usize,
+    seed: u64,
+    epoch: u64,
+) -> Result<Vec<Vec<Segment>>> {
+    let batch_size = positive("batch_size", batch_size)?;
+    let mut rng = Rng::for_stream(derive_seed(seed, epoch), u64::MAX);
+    let mut order: Vec<Segment> = segments.to_vec();
+    shuffle(&mut rng, &mut order);
+    if bucket {
+        let group = batch_size * bucket_batches.max(1);
+        for chunk in order.chunks_mut(group) {
+            chunk.sort_by_key(|s| std::cmp::Reverse(spec.filled(s.end)));
+        }
+    }
+    let mut batches: Vec<Vec<Segment>> = order.chunks(batch_size).map(|c| c.to_vec()).collect();
+    if bucket {
+        shuffle(&mut rng, &mut batches);
+    }
+    Ok(batches)
+}
+
+fn shuffle<T>(rng: &mut Rng, v: &mut [T]) {
+    for i in (1..v.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        v.swap(i, j);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::Task;
+
+    #[test]
+    fn windows_cover_every_transition_once() {
+        let items: Vec<i32> = (1..=23).collect();
+        let seqs = Sequences::new(&[0, 23], &items, 30).unwrap();
+        let spec = BatchSpec::new(Task::SasRec, 5, false, None, 1).unwrap();
+        let segs = make_segments(&seqs, &spec, &[0], 5).unwrap();
+        let ends: Vec<usize> = segs.iter().map(|s| s.end).collect();
+        assert_eq!(ends, vec![23, 18, 13, 8, 3]);
+        // targets of a window ending at e are positions e-5..e-1 (0-based), clipped at 1.
+        let mut covered = vec![0; 23];
+        for e in ends {
+            for t in e.saturating_sub(5).max(1)..e {
+                covered[t] += 1;
+            }
+        }
+        assert_eq!(covered[0], 0);
+        assert!(covered[1..].iter().all(|&c| c == 1), "{covered:?}");
+    }
+
+    #[test]
+    fn every_segment_once_and_buckets_are_tight() {
+        let mut offsets = vec![0i64];
+        let mut items = vec![];
+        for u in 0..200 {
+            let n = 2 + (u * 37 % 50);
+            items.extend((0..n).map(|i| (i % 90 + 1) as i32));
+            offsets.push(items.len() as i64);
+        }
+        let seqs = Sequences::new(&offsets, &items, 90).unwrap();
+        let spec = BatchSpec::new(Task::SasRec, 60, false, None, 1).unwrap();
+        let users: Vec<i64> = (0..200).collect();
+        let segs = make_segments(&seqs, &spec, &users, 0).unwrap();
+        let plain = plan_epoch(&spec, &segs, 20, false, 8, 1, 0).unwrap();
+        let bucketed = plan_epoch(&spec, &segs, 20, true, 8, 1, 0).unwrap();
+        for plan in [&plain, &bucketed] {
+            let mut seen: Vec<usize> = plan.iter().flatten().map(|s| s.user).collect();
+            seen.sort();
+            assert_eq!(seen, (0..200).collect::<Vec<_>>());
+        }
+        let waste = |plan: &Vec<Vec<Segment>>| -> usize {
+            plan.iter()
+                .map(|b| {
+                    let w = b.iter().map(|s| spec.filled(s.end)).max().unwrap();
+                    b.iter().map(|s| w - spec.filled(s.end)).sum::<usize>()
+                })
+                .sum()
+        };
+        assert!(waste(&bucketed) * 3 < waste(&plain), "{} vs {}", waste(&bucketed), waste(&plain));
+        assert_eq!(plan_epoch(&spec, &segs, 20, true, 8, 1, 0).unwrap(), bucketed);
+        assert_ne!(plan_epoch(&spec, &segs, 20, true, 8, 1, 1).unwrap(), bucketed);
+    }
+}

@@ -1,0 +1,46 @@
+//! The engine's own thread pool, guarded against fork: a child process never touches the parent's pool.
+//!
+//! A rayon pool created before `fork` (as a PyTorch DataLoader does for its workers) exists in the child's
+//! memory without its threads, and work sent to it there waits forever. So the pool remembers the process
+//! that built it, and in any other process the engine runs single-threaded instead.
+
+use std::sync::OnceLock;
+
+use rayon::{ThreadPool, ThreadPoolBuilder};
+
+static POOL: OnceLock<(u32, Option<ThreadPool>)> = OnceLock::new();
+
+/// The pool for this process (None in a forked child, or if it could not be built).
+fn pool() -> Option<&'static ThreadPool> {
+    let (pid, pool) = POOL.get_or_init(|| {
+        // num_threads(0): RAYON_NUM_THREADS if set, else one thread per core.
+        (std::process::id(), ThreadPoolBuilder::new().num_threads(0).thread_name(|i| format!("seqrec-{i}")).build().ok())
+    });
+    if *pid == std::process::id() {
+        pool.as_ref()
+    } else {
+        None
+    }
+}
+
+/// Threads the engine would use for `requested` (0 = all of the pool); 1 in a forked child.
+pub fn effective_threads(requested: usize) -> usize {
+    match pool() {
+        None => 1,
+        Some(p) if requested == 0 => p.current_num_threads(),
+        Some(p) => requested.min(p.current_num_threads()),
+    }
+}
+
+/// Runs `f(true)` inside the pool when more than one thread is wanted and allowed, else `f(false)`.
+/// `f` must use rayon's parallel iterators only when given `true`.
+pub fn run<R: Send>(requested: usize, f: impl FnOnce(bool) -> R + Send) -> R {
+    if requested != 1 {
+        if let Some(p) = pool() {
+            if p.current_num_threads() > 1 {
+                return p.install(|| f(true));
+            }
+        }
+    }
+    f(false)
+}
