@@ -1,6 +1,6 @@
 """seqrec: sequential recommenders (SASRec, BERT4Rec) with a Rust data engine."""
 
-from seqrec._core import SequenceStore
+from seqrec._core import BatchBuilder, SequenceStore
 from seqrec.data.interactions import Interactions
 from seqrec.data.loaders import DataFormatError, load
 from seqrec.data.split import LeaveOneOut
@@ -8,4 +8,4 @@ from seqrec.data.synthetic import make_synthetic
 
 __version__ = "0.1.0"
 
-__all__ = ["DataFormatError", "Interactions", "LeaveOneOut", "SequenceStore", "load", "make_synthetic"]
+__all__ = ["BatchBuilder", "DataFormatError", "Interactions", "LeaveOneOut", "SequenceStore", "load", "make_synthetic"]

@@ -1,23 +1,82 @@
-"""Type stub of the native module built from rust/seqrec-py."""
+"""Type stub of the native module built from rust/seqrec-py (the engine itself is rust/seqrec-core)."""
+
+from typing import Iterator, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 __version__: str
 
+I64 = npt.NDArray[np.int64]
+
 class SequenceStore:
     """Per-user item sequences (CSR: int64 offsets, int32 items in 1..num_items), validated and copied once."""
 
-    def __init__(self, offsets: npt.NDArray[np.int64], items: npt.NDArray[np.int32], num_items: int) -> None: ...
+    def __init__(self, offsets: I64, items: npt.NDArray[np.int32], num_items: int) -> None: ...
     @property
     def num_users(self) -> int: ...
     @property
     def num_items(self) -> int: ...
     @property
     def num_interactions(self) -> int: ...
-    def sasrec_batch(
-        self, users: npt.NDArray[np.int64], max_len: int, num_negatives: int = 1, seed: int = 0
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """(inputs (B, L), positives (B, L), negatives (B, L, K)), left-padded with 0."""
-    def uniform_negatives(self, users: npt.NDArray[np.int64], n: int, seed: int = 0) -> npt.NDArray[np.int64]:
+    def item_counts(self) -> I64:
+        """Interactions per item, shape (num_items + 1,)."""
+    def sasrec_batch(self, users: I64, max_len: int, num_negatives: int = 1, seed: int = 0) -> tuple[I64, I64, I64]:
+        """(inputs (B, L), positives (B, L), negatives (B, L, K)) padded to max_len, uniform unseen negatives."""
+    def uniform_negatives(self, users: I64, n: int, seed: int = 0) -> I64:
         """(B, n) items drawn uniformly with replacement from each user's unseen items."""
+    def popularity_negatives(self, users: I64, n: int, seed: int = 0, alpha: float = 1.0) -> I64:
+        """(B, n) items drawn by item_counts ** alpha, with replacement, from each user's unseen items."""
+
+class BatchBuilder:
+    """Builds SASRec or BERT4Rec training batches with a negative sampler.
+
+    ``negatives``: uniform, popularity (alias table over training counts ** alpha), in_batch (the other
+    rows' targets), mixed (num_negatives uniform + num_in_batch in-batch) or none. ``exclude_seen`` keeps
+    uniform and popularity draws out of the user's whole history. ``shared_negatives`` draws one set per
+    sequence (shape (B, 1, K)) instead of one per position. ``pad_to_max`` pads every batch to max_len
+    instead of to its longest row. ``num_threads``: 1 builds on the calling thread, anything else uses the
+    engine's pool (RAYON_NUM_THREADS threads; single-threaded in a forked child).
+    """
+
+    def __init__(
+        self,
+        store: SequenceStore,
+        max_len: int,
+        *,
+        task: Literal["sasrec", "bert4rec"] = "sasrec",
+        negatives: Literal["uniform", "popularity", "in_batch", "mixed", "none"] = "uniform",
+        num_negatives: int = 1,
+        num_in_batch: int = 0,
+        shared_negatives: bool = False,
+        exclude_seen: bool = True,
+        alpha: float = 1.0,
+        mask_prob: float = 0.2,
+        mask_token: int | None = None,
+        pad_to_max: bool = False,
+        num_threads: int = 0,
+    ) -> None: ...
+    @property
+    def num_negatives(self) -> int: ...
+    def segments(self, users: I64, stride: int = 0) -> tuple[I64, I64]:
+        """(users, ends) of the training sequences; with stride > 0, windows every stride items back."""
+    def build(self, users: I64, ends: I64 | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+        """One batch: users (B,), inputs and targets (B, W) int64; with a sampler also negatives (B, S, K)
+        int64, negatives_logq (B, S, K) and targets_logq (B, W) float32, S = W or 1 when shared."""
+    def epoch(
+        self,
+        users: I64,
+        ends: I64,
+        batch_size: int,
+        seed: int,
+        epoch: int,
+        bucket: bool = True,
+        bucket_batches: int = 64,
+        prefetch: int = 2,
+    ) -> EpochIterator: ...
+
+class EpochIterator(Iterator[dict[str, np.ndarray]]):
+    """One epoch's batches, built ahead on a background thread."""
+
+    def __len__(self) -> int: ...
+    def __next__(self) -> dict[str, np.ndarray]: ...

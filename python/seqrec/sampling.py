@@ -95,3 +95,72 @@ def popularity_negatives(
             raise ValueError(f"user {u} has no unseen item with positive popularity to sample")
         out[row] = rng.choice(q.size, size=n, p=q / total)
     return out
+
+
+def segments_reference(lengths: np.ndarray, window: int, stride: int, min_items: int) -> list[tuple[int, int]]:
+    """What ``BatchBuilder.segments`` returns: (user, end) training windows, newest first per user."""
+    out = []
+    for u, n in enumerate(lengths.tolist()):
+        end = n
+        if end < min_items:
+            continue
+        while True:
+            out.append((u, end))
+            if stride == 0 or end <= window or end - stride < min_items:
+                break
+            end -= stride
+    return out
+
+
+def window_reference(
+    offsets: np.ndarray, items: np.ndarray, users: np.ndarray, ends: np.ndarray, task: str, max_len: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The deterministic part of ``BatchBuilder.build``, left-padded to ``width``.
+
+    SASRec: (inputs, targets) of the last ``max_len`` transitions before ``end``. BERT4Rec: (window, window)
+    where window is the last ``max_len`` items before ``end``; the native batch must equal it where
+    unmasked, hold the mask token where masked, and the label at masked positions.
+    """
+    inputs = np.zeros((users.size, width), dtype=np.int64)
+    targets = np.zeros((users.size, width), dtype=np.int64)
+    for row, (u, end) in enumerate(zip(users.tolist(), ends.tolist())):
+        seq = items[offsets[u] : offsets[u] + end].astype(np.int64)
+        if task == "sasrec":
+            n = min(max(end - 1, 0), max_len)
+            if n:
+                inputs[row, width - n :] = seq[-n - 1 : -1]
+                targets[row, width - n :] = seq[-n:]
+        else:
+            n = min(end, max_len)
+            if n:
+                inputs[row, width - n :] = seq[-n:]
+                targets[row, width - n :] = seq[-n:]
+    return inputs, targets
+
+
+def proposal_reference(
+    mode: str,
+    counts: np.ndarray,
+    seen: np.ndarray,
+    exclude_seen: bool,
+    alpha: float = 1.0,
+    num_negatives: int = 1,
+    num_in_batch: int = 0,
+) -> np.ndarray:
+    """The probability of each item (shape (num_items + 1,)) under a sampler's proposal for one user: what
+    the native ``*_logq`` arrays hold the log of. In-batch draws follow the training frequency of items."""
+    num_items = counts.size - 1
+    freq = counts / counts.sum()
+    if mode == "popularity":
+        w = np.where(counts > 0, counts.astype(float) ** alpha, 0.0)
+        w[0] = 0.0
+        p = w / w.sum()
+        if exclude_seen:
+            p = p / (1.0 - p[np.unique(seen)].sum())
+        return p
+    uniform = np.full(counts.size, 1.0 / (num_items - (np.unique(seen).size if exclude_seen else 0)))
+    if mode == "uniform":
+        return uniform
+    if mode == "in_batch":
+        return freq
+    return (num_negatives * uniform + num_in_batch * freq) / (num_negatives + num_in_batch)
