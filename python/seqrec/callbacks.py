@@ -1,0 +1,77 @@
+"""Lightning callbacks: training throughput and the share of time spent waiting for data."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+
+class ThroughputMonitor(pl.Callback):
+    """Measures, per training epoch, what the model processed and how long it waited for batches.
+
+    The wait of a step is the time from the end of the previous step to the start of this one: fetching
+    the batch (our engine's iterator) plus Lightning's own small overhead, so it bounds the data wait
+    from above. Logged at each epoch end as ``train/data_wait_fraction``, ``train/tokens_per_s``
+    (non-padding input positions per second of step plus wait), ``train/sequences_per_s`` and
+    ``train/padding_fraction``; the last epoch's figures are kept in ``summary``.
+
+    Parameters
+    ----------
+    skip_first : int
+        Steps at the start of each epoch left out of the figures (warm-up, first batch of the epoch).
+    """
+
+    def __init__(self, skip_first: int = 2):
+        self.skip_first = skip_first
+        self.summary: dict[str, float] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        self._wait = self._busy = 0.0
+        self._tokens = self._positions = self._sequences = self._steps = 0
+        self._last_end: float | None = None
+        self._start = 0.0
+        self._index = 0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._reset()
+        self._last_end = time.perf_counter()
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        now = time.perf_counter()
+        if self._index >= self.skip_first and self._last_end is not None:
+            self._wait += now - self._last_end
+        self._start = now
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if isinstance(batch, dict) and "inputs" in batch and batch["inputs"].device.type == "cuda":
+            torch.cuda.synchronize()  # time the step itself, not its queueing
+        now = time.perf_counter()
+        if self._index >= self.skip_first:
+            self._busy += now - self._start
+            inputs = batch["inputs"]
+            self._tokens += int((inputs != 0).sum())
+            self._positions += inputs.numel()
+            self._sequences += inputs.shape[0]
+            self._steps += 1
+        self._last_end = now
+        self._index += 1
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        total = self._wait + self._busy
+        if self._steps == 0 or total <= 0:
+            return
+        self.summary = {
+            "data_wait_fraction": self._wait / total,
+            "tokens_per_s": self._tokens / total,
+            "sequences_per_s": self._sequences / total,
+            "steps_per_s": self._steps / total,
+            "padding_fraction": 1.0 - self._tokens / max(self._positions, 1),
+        }
+        for name, value in self.summary.items():
+            pl_module.log(f"train/{name}", value)
