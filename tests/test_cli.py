@@ -48,7 +48,6 @@ def test_fit_prints_model_beside_popularity(tmp_path: Path, capsys: pytest.Captu
     results = cli.model.results["test"]
     for name in ("hr@10", "ndcg@10", "mrr@10", "popularity/ndcg@10", "sampled/hr@10"):
         assert 0.0 <= results[name] <= 1.0
-    assert results["sampled/hr@10"] >= results["hr@10"]  # 101 candidates are easier than the catalogue
     assert cli.trainer.checkpoint_callback.best_model_path
 
 

@@ -6,7 +6,7 @@ use crate::error::{positive, CoreError, Result};
 use crate::negatives::NegativeSampler;
 use crate::pool;
 use crate::rng::Rng;
-use crate::sampling::{uniform_excluding, AliasTable};
+use crate::sampling::{uniform_unseen, with_seen_bits, AliasTable};
 use crate::sequences::Sequences;
 
 /// The training objective a batch is built for.
@@ -163,23 +163,31 @@ pub fn build_batch(seqs: &Sequences, spec: &BatchSpec, segments: &[Segment], see
             // Stream (seed, rows + row): independent of the stream that masked this row.
             let mut rng = Rng::for_stream(seed, (rows + row) as u64);
             let tgt = &b.targets[row * width..(row + 1) * width];
+            let first = tgt.iter().position(|&t| t != 0).unwrap_or(width);
+            neg.fill_log_q(&ctx, &tgt[first..], &mut tq[first..]);
             for (t, q) in tgt.iter().zip(tq.iter_mut()) {
-                if *t != 0 {
-                    *q = neg.log_q(&ctx, *t as i32);
+                if *t == 0 {
+                    *q = 0.0; // BERT4Rec rows have unmasked positions among the targets
                 }
             }
-            if neg.shared {
-                if tgt.iter().any(|&t| t != 0) {
-                    neg.fill_slot(&mut rng, seqs, u, &ctx, &pool_items, blocks[row], ni, nq)?;
+            let seen: &[i32] = if neg.exclude_seen { seqs.seen(u) } else { &[] };
+            with_seen_bits(seen, seqs.num_items() as usize, |bits| -> Result<()> {
+                if neg.fill_row_uniform(&mut rng, &ctx, seen, bits, tgt, ni, nq) {
+                    return Ok(());
                 }
-                return Ok(());
-            }
-            for (t, (si, sq)) in tgt.iter().zip(ni.chunks_mut(k).zip(nq.chunks_mut(k))) {
-                if *t != 0 {
-                    neg.fill_slot(&mut rng, seqs, u, &ctx, &pool_items, blocks[row], si, sq)?;
+                if neg.shared {
+                    if tgt.iter().any(|&t| t != 0) {
+                        neg.fill_slot(&mut rng, seqs, u, &ctx, &pool_items, blocks[row], bits, ni, nq)?;
+                    }
+                    return Ok(());
                 }
-            }
-            Ok(())
+                for (t, (si, sq)) in tgt.iter().zip(ni.chunks_mut(k).zip(nq.chunks_mut(k))) {
+                    if *t != 0 {
+                        neg.fill_slot(&mut rng, seqs, u, &ctx, &pool_items, blocks[row], bits, si, sq)?;
+                    }
+                }
+                Ok(())
+            })
         };
         let (neg_items, neg_logq, tgt_logq) = (&mut b.negatives, &mut b.negatives_logq, &mut b.targets_logq);
         if parallel {
@@ -305,15 +313,17 @@ pub fn sampled_candidates(
             let mut rng = Rng::for_stream(seed, row as u64);
             let seen = seqs.seen(u);
             let mass = popularity.map_or(0.0, |t| t.mass(seen));
-            for slot in row_out.iter_mut() {
-                *slot = match popularity {
-                    None => uniform_excluding(&mut rng, num_items, seen),
-                    Some(t) => t
-                        .sample_excluding(&mut rng, seen, mass)
-                        .ok_or(CoreError::NoNegatives { user: u as i64, num_items: num_items as i64 })?,
-                } as i64;
-            }
-            Ok(())
+            with_seen_bits(seen, num_items as usize, |bits| -> Result<()> {
+                for slot in row_out.iter_mut() {
+                    *slot = match popularity {
+                        None => uniform_unseen(&mut rng, num_items, seen, bits),
+                        Some(t) => t
+                            .sample_excluding(&mut rng, seen, mass, Some(bits))
+                            .ok_or(CoreError::NoNegatives { user: u as i64, num_items: num_items as i64 })?,
+                    } as i64;
+                }
+                Ok(())
+            })
         };
         if parallel {
             out.par_chunks_mut(n).enumerate().try_for_each(fill)

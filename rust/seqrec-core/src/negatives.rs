@@ -2,7 +2,7 @@
 
 use crate::error::{CoreError, Result};
 use crate::rng::Rng;
-use crate::sampling::{uniform_excluding, AliasTable};
+use crate::sampling::{uniform_unseen, AliasTable, SeenBits};
 use crate::sequences::Sequences;
 
 /// Where negatives come from.
@@ -47,8 +47,11 @@ pub struct NegativeSampler {
     pub exclude_seen: bool,
     num_items: u64,
     popularity: Option<AliasTable>,
-    /// log of each item's training frequency: the proposal of in-batch sampling.
+    /// Each item's training frequency (the proposal of in-batch sampling) and its log.
+    freq: Vec<f64>,
     log_freq: Vec<f64>,
+    /// log of each item's popularity probability (popularity mode).
+    log_pop: Vec<f64>,
 }
 
 impl NegativeSampler {
@@ -93,7 +96,12 @@ impl NegativeSampler {
             None
         };
         let total: f64 = counts.iter().map(|&c| c as f64).sum::<f64>().max(1.0);
-        let log_freq = counts.iter().map(|&c| (c as f64 / total).ln()).collect();
+        let freq: Vec<f64> = counts.iter().map(|&c| c as f64 / total).collect();
+        let log_freq = freq.iter().map(|f| f.ln()).collect();
+        let log_pop = match &popularity {
+            Some(t) => (0..=num_items as i32).map(|i| if i == 0 { f64::NEG_INFINITY } else { t.p(i).ln() }).collect(),
+            None => Vec::new(),
+        };
         Ok(NegativeSampler {
             mode,
             num_negatives: uniform_k,
@@ -102,7 +110,9 @@ impl NegativeSampler {
             exclude_seen,
             num_items,
             popularity,
+            freq,
             log_freq,
+            log_pop,
         })
     }
 
@@ -122,26 +132,81 @@ impl NegativeSampler {
             (Some(t), true) => t.mass(seqs.seen(u)),
             _ => 0.0,
         };
-        UserContext { allowed: self.num_items - seen_len as u64, seen_mass }
+        let allowed = self.num_items - seen_len as u64;
+        UserContext {
+            allowed,
+            seen_mass,
+            log_uniform: -(allowed as f64).ln(),
+            uniform_mass: 1.0 / allowed as f64,
+            log_pop_norm: (1.0 - seen_mass).max(f64::MIN_POSITIVE).ln(),
+        }
     }
 
     /// Log-probability of `item` under this sampler's proposal (the mixture, in mixed mode), for logQ.
+    #[inline]
     pub fn log_q(&self, ctx: &UserContext, item: i32) -> f32 {
-        let p_main = match self.mode {
-            NegativeMode::Popularity => {
-                let t = self.popularity.as_ref().map_or(0.0, |t| t.p(item));
-                t / (1.0 - ctx.seen_mass).max(f64::MIN_POSITIVE)
-            }
-            _ => 1.0 / ctx.allowed as f64,
-        };
-        let p_batch = self.log_freq[item as usize].exp();
+        let i = item as usize;
+        (match self.mode {
+            NegativeMode::Uniform => ctx.log_uniform,
+            NegativeMode::Popularity => self.log_pop[i] - ctx.log_pop_norm,
+            NegativeMode::InBatch => self.log_freq[i],
+            NegativeMode::Mixed => self.log_mixed(ctx, i),
+        }) as f32
+    }
+
+    // Out of line on purpose: LLVM treats exp and ln as speculatable and would otherwise compute them for
+    // every mode inside hot loops.
+    #[inline(never)]
+    fn log_mixed(&self, ctx: &UserContext, i: usize) -> f64 {
         let (ku, kb) = (self.num_negatives as f64, self.num_in_batch as f64);
-        let p = (ku * p_main + kb * p_batch) / (ku + kb);
-        p.ln() as f32
+        ((ctx.uniform_mass * ku + kb * self.freq[i]) / (ku + kb)).ln()
+    }
+
+    /// Writes `log_q` of each of `items` into `logq`, with the mode decided once for the whole slice.
+    pub fn fill_log_q(&self, ctx: &UserContext, items: &[i64], logq: &mut [f32]) {
+        match self.mode {
+            NegativeMode::Uniform => logq.fill(ctx.log_uniform as f32),
+            _ => {
+                for (q, &x) in logq.iter_mut().zip(items) {
+                    *q = self.log_q(ctx, x as i32);
+                }
+            }
+        }
+    }
+
+    /// The common case in one tight loop: per-position uniform negatives excluding a user who has seen at
+    /// most half the catalogue. Draws exactly what `fill_slot` would; returns false when it does not apply.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fill_row_uniform(
+        &self,
+        rng: &mut Rng,
+        ctx: &UserContext,
+        seen: &[i32],
+        bits: &SeenBits<'_>,
+        targets: &[i64],
+        items: &mut [i64],
+        logq: &mut [f32],
+    ) -> bool {
+        if self.mode != NegativeMode::Uniform || self.shared || (seen.len() as u64) * 2 > self.num_items {
+            return false;
+        }
+        let k = self.num_negatives;
+        let q = ctx.log_uniform as f32;
+        for (t, (si, sq)) in targets.iter().zip(items.chunks_exact_mut(k).zip(logq.chunks_exact_mut(k))) {
+            if *t == 0 {
+                continue;
+            }
+            for slot in si.iter_mut() {
+                *slot = uniform_unseen(rng, self.num_items, seen, bits) as i64;
+            }
+            sq.fill(q);
+        }
+        true
     }
 
     /// Fills one slot (`items`, `logq` of length `width()`) for user `u`; `pool` holds the batch's targets
-    /// outside this row's own (`pool_skip` = (start, len) of this row's block).
+    /// outside this row's own (`pool_skip` = (start, len) of this row's block); `bits` are the user's items
+    /// (empty unless excluding).
     #[allow(clippy::too_many_arguments)]
     pub fn fill_slot(
         &self,
@@ -151,6 +216,7 @@ impl NegativeSampler {
         ctx: &UserContext,
         pool: &[i32],
         pool_skip: (usize, usize),
+        bits: &SeenBits<'_>,
         items: &mut [i64],
         logq: &mut [f32],
     ) -> Result<()> {
@@ -158,10 +224,10 @@ impl NegativeSampler {
         for slot in items[..self.num_negatives].iter_mut() {
             let x = match (&self.popularity, self.exclude_seen) {
                 (Some(t), true) => t
-                    .sample_excluding(rng, seen, ctx.seen_mass)
+                    .sample_excluding(rng, seen, ctx.seen_mass, Some(bits))
                     .ok_or(CoreError::NoNegatives { user: u as i64, num_items: self.num_items as i64 })?,
                 (Some(t), false) => t.sample(rng),
-                (None, true) => uniform_excluding(rng, self.num_items, seen),
+                (None, true) => uniform_unseen(rng, self.num_items, seen, bits),
                 (None, false) => rng.below(self.num_items) as i32 + 1,
             };
             *slot = x as i64;
@@ -180,9 +246,7 @@ impl NegativeSampler {
             };
             *slot = x as i64;
         }
-        for (q, &x) in logq.iter_mut().zip(items.iter()) {
-            *q = self.log_q(ctx, x as i32);
-        }
+        self.fill_log_q(ctx, items, logq);
         Ok(())
     }
 }
@@ -192,4 +256,7 @@ impl NegativeSampler {
 pub struct UserContext {
     pub allowed: u64,
     pub seen_mass: f64,
+    pub log_uniform: f64,
+    pub uniform_mass: f64,
+    pub log_pop_norm: f64,
 }

@@ -26,6 +26,58 @@ pub fn uniform_excluding(rng: &mut Rng, num_items: u64, seen: &[i32]) -> i32 {
     (r + 1 + lo as i64) as i32
 }
 
+thread_local! {
+    /// One bitset per thread over the catalogue, all zeros between uses (see `with_seen_bits`).
+    static SEEN_BITS: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Calls `f` with a bitset of `seen` over `0..=num_items`, then clears exactly those bits again, so the
+/// per-thread buffer costs O(|seen|) per user instead of O(num_items).
+pub fn with_seen_bits<R>(seen: &[i32], num_items: usize, f: impl FnOnce(&SeenBits<'_>) -> R) -> R {
+    SEEN_BITS.with(|cell| {
+        let mut bits = cell.borrow_mut();
+        let words = num_items / 64 + 1;
+        if bits.len() < words {
+            bits.resize(words, 0);
+        }
+        for &x in seen {
+            bits[x as usize >> 6] |= 1u64 << (x & 63);
+        }
+        let out = f(&SeenBits { bits: &bits });
+        for &x in seen {
+            bits[x as usize >> 6] = 0;
+        }
+        out
+    })
+}
+
+/// A user's seen items as bits, for O(1) membership tests.
+pub struct SeenBits<'a> {
+    bits: &'a [u64],
+}
+
+impl SeenBits<'_> {
+    #[inline]
+    pub fn contains(&self, x: i32) -> bool {
+        self.bits[x as usize >> 6] & (1u64 << (x & 63)) != 0
+    }
+}
+
+/// Uniform over `1..=num_items` minus the user's items: rejection against the bitset while the user has
+/// seen at most half the catalogue (at most 2 draws expected), exact complement indexing beyond that.
+#[inline(always)]
+pub fn uniform_unseen(rng: &mut Rng, num_items: u64, seen: &[i32], bits: &SeenBits<'_>) -> i32 {
+    if (seen.len() as u64) * 2 > num_items {
+        return uniform_excluding(rng, num_items, seen);
+    }
+    loop {
+        let x = rng.below(num_items) as i32 + 1;
+        if !bits.contains(x) {
+            return x;
+        }
+    }
+}
+
 /// Walker's alias table over items `1..=n` (index 0, padding, has weight 0): O(1) draws from any weights.
 #[derive(Debug, Clone)]
 pub struct AliasTable {
@@ -99,14 +151,18 @@ impl AliasTable {
     ///
     /// Rejection first; when the user's seen items hold most of the mass that could spin, so after
     /// `MAX_REJECTIONS` misses it draws exactly from the renormalised complement by inverse CDF.
-    pub fn sample_excluding(&self, rng: &mut Rng, seen: &[i32], seen_mass: f64) -> Option<i32> {
+    pub fn sample_excluding(&self, rng: &mut Rng, seen: &[i32], seen_mass: f64, bits: Option<&SeenBits<'_>>) -> Option<i32> {
         const MAX_REJECTIONS: usize = 32;
         if seen_mass >= 1.0 - 1e-12 {
             return None;
         }
         for _ in 0..MAX_REJECTIONS {
             let x = self.sample(rng);
-            if seen.binary_search(&x).is_err() {
+            let is_seen = match bits {
+                Some(b) => b.contains(x),
+                None => seen.binary_search(&x).is_ok(),
+            };
+            if !is_seen {
                 return Some(x);
             }
         }
@@ -164,6 +220,23 @@ mod tests {
     }
 
     #[test]
+    fn bitset_rejection_matches_exclusion_and_leaves_the_buffer_clean() {
+        let seen = [2, 3, 64, 65, 127];
+        let mut rng = Rng::new(4);
+        with_seen_bits(&seen, 130, |bits| {
+            for &x in &seen {
+                assert!(bits.contains(x));
+            }
+            assert!(!bits.contains(1) && !bits.contains(66));
+            for _ in 0..5_000 {
+                let x = uniform_unseen(&mut rng, 130, &seen, bits);
+                assert!((1..=130).contains(&x) && !seen.contains(&x));
+            }
+        });
+        with_seen_bits(&[], 130, |bits| assert!((0..=130).all(|x| !bits.contains(x))));
+    }
+
+    #[test]
     fn alias_table_follows_weights() {
         let table = AliasTable::new(&[0.0, 1.0, 0.0, 3.0, 6.0]).unwrap();
         let mut rng = Rng::new(5);
@@ -189,12 +262,12 @@ mod tests {
         let mut rng = Rng::new(9);
         let mut hits = [0usize; 3];
         for _ in 0..2_000 {
-            let x = table.sample_excluding(&mut rng, &seen, mass).unwrap();
+            let x = table.sample_excluding(&mut rng, &seen, mass, None).unwrap();
             hits[x as usize] += 1;
         }
         assert!(hits[1] > 800 && hits[2] > 800, "{hits:?}");
         let all: Vec<i32> = (1..=52).collect();
-        assert_eq!(table.sample_excluding(&mut rng, &all, table.mass(&all)), None);
+        assert_eq!(table.sample_excluding(&mut rng, &all, table.mass(&all), None), None);
     }
 
     #[test]
