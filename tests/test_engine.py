@@ -303,3 +303,23 @@ def test_engine_works_in_a_forked_child_after_the_parent_used_its_pool(store) ->
         proc.kill()
     assert not alive, "the engine hung in a forked child"
     assert proc.exitcode == 0 and parent.poll(1) and parent.recv() > 0
+
+
+def test_recycled_buffers_never_change_a_live_batch(store) -> None:
+    builder = BatchBuilder(store, 15, negatives="mixed", num_negatives=1, num_in_batch=1)
+    users = np.arange(64, dtype=np.int64)
+    first = builder.build(users, seed=1)
+    kept = {k: v.copy() for k, v in first.items()}
+    for seed in range(2, 6):
+        builder.build(users, seed=seed)  # freed at once: its buffers go back to the pool
+        second = builder.build(users, seed=seed + 10)
+        for k, v in first.items():
+            np.testing.assert_array_equal(v, kept[k])
+        assert not np.shares_memory(second["negatives"], first["negatives"])
+    import torch
+
+    tensor = torch.from_numpy(first["inputs"])
+    del first
+    for seed in range(3):
+        builder.build(users, seed=seed)
+    assert torch.equal(tensor, torch.from_numpy(kept["inputs"]))

@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 
 from seqrec.losses import bce_sampled, full_cross_entropy
-from seqrec.metrics import ranking_metrics
+from seqrec.evaluation import batch_metrics
 from seqrec.models.sasrec import SASRec, SASRecConfig
 from seqrec.report import format_results
 
@@ -122,24 +122,12 @@ class SeqRecModule(pl.LightningModule):
             self._sums[key] = self._sums.get(key, 0.0) + v.sum().double()
 
     def _eval_step(self, batch: dict[str, torch.Tensor]) -> None:
-        inputs, targets = batch["inputs"], batch["targets"]
-        hidden = self.model(inputs)[:, -1]  # (B, D): left padding puts the latest item last
-        raw = self.model.score_all(hidden).float()  # (B, N + 1)
-        masked = raw.clone()
-        pop = self.popularity.unsqueeze(0).expand_as(raw).clone()  # (B, N + 1)
-        for scores in (masked, pop):
-            scores[:, 0] = float("-inf")
-            if self.exclude_seen:
-                scores[batch["history_rows"], batch["history_items"]] = float("-inf")
-        self._accumulate("", ranking_metrics(masked, targets, self.ks))
-        self._accumulate("popularity/", ranking_metrics(pop, targets, self.ks))
-        if "candidates" in batch:
-            cand = torch.cat([targets.unsqueeze(1), batch["candidates"]], dim=1)  # (B, 1 + S), target first
-            zeros = torch.zeros_like(targets)
-            self._accumulate("sampled/", ranking_metrics(raw.gather(1, cand), zeros, self.ks))
-            pop_raw = self.popularity.unsqueeze(0).expand_as(raw)
-            self._accumulate("popularity/sampled/", ranking_metrics(pop_raw.gather(1, cand), zeros, self.ks))
-        self._count += inputs.shape[0]
+        hidden = self.model(batch["inputs"])[:, -1]  # (B, D): left padding puts the latest item last
+        scores = self.model.score_all(hidden).float()  # (B, N + 1)
+        pop = self.popularity.unsqueeze(0).expand_as(scores)  # (B, N + 1)
+        self._accumulate("", batch_metrics(scores, batch, self.ks, self.exclude_seen))
+        self._accumulate("popularity/", batch_metrics(pop, batch, self.ks, self.exclude_seen))
+        self._count += batch["inputs"].shape[0]
 
     def _eval_start(self) -> None:
         self._sums, self._count = {}, 0

@@ -33,6 +33,7 @@ fn main() {
         for r in 0..reps {
             let b = build_batch(&store, &spec, &segs, r).unwrap();
             sink += b.negatives.first().copied().unwrap_or(0);
+            b.recycle();
         }
         println!("{name}: {:.1} us/batch ({sink})", t.elapsed().as_secs_f64() * 1e6 / reps as f64);
     }

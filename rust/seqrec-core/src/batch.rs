@@ -2,6 +2,7 @@
 
 use rayon::prelude::*;
 
+use crate::buffers;
 use crate::error::{positive, CoreError, Result};
 use crate::negatives::NegativeSampler;
 use crate::pool;
@@ -92,6 +93,17 @@ pub struct Batch {
     pub targets_logq: Vec<f32>,
 }
 
+impl Batch {
+    /// Hands the buffers back for the next batch to reuse.
+    pub fn recycle(self) {
+        buffers::give_i64(self.inputs);
+        buffers::give_i64(self.targets);
+        buffers::give_i64(self.negatives);
+        buffers::give_f32(self.negatives_logq);
+        buffers::give_f32(self.targets_logq);
+    }
+}
+
 /// Builds the batch of `segments` with random streams `(seed, row)`; identical for any number of threads.
 pub fn build_batch(seqs: &Sequences, spec: &BatchSpec, segments: &[Segment], seed: u64) -> Result<Batch> {
     let n_users = seqs.num_users();
@@ -129,11 +141,11 @@ pub fn build_batch(seqs: &Sequences, spec: &BatchSpec, segments: &[Segment], see
         slots,
         k,
         users: segments.iter().map(|s| s.user as i64).collect(),
-        inputs: vec![0; rows * width],
-        targets: vec![0; rows * width],
-        negatives: vec![0; rows * slots * k],
-        negatives_logq: vec![0.0; rows * slots * k],
-        targets_logq: vec![0.0; if k > 0 { rows * width } else { 0 }],
+        inputs: buffers::take_i64(rows * width),
+        targets: buffers::take_i64(rows * width),
+        negatives: buffers::take_i64(rows * slots * k),
+        negatives_logq: buffers::take_f32(rows * slots * k),
+        targets_logq: buffers::take_f32(if k > 0 { rows * width } else { 0 }),
     };
     pool::run(spec.num_threads, |parallel| -> Result<()> {
         let fill = |(row, (inp, tgt)): (usize, (&mut [i64], &mut [i64]))| {

@@ -1,6 +1,7 @@
 //! seqrec-core: the data path of seqrec (sequences, samplers, batch builders) in plain Rust, free of Python.
 
 pub mod batch;
+pub mod buffers;
 pub mod error;
 pub mod negatives;
 pub mod plan;

@@ -2,10 +2,12 @@
 
 use std::sync::{Arc, Mutex};
 
-use numpy::{PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray1};
+use numpy::ndarray::{ArrayView, IxDyn};
+use numpy::{PyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use seqrec_core::buffers;
 use seqrec_core::batch::{build_batch, sampled_candidates, sasrec_batch, Batch, BatchSpec, SasRecBatchMut, Segment, Task};
 use seqrec_core::negatives::{NegativeMode, NegativeSampler};
 use seqrec_core::plan::{make_segments, plan_epoch};
@@ -300,17 +302,55 @@ impl EpochIterator {
     }
 }
 
-/// Moves a batch's buffers into numpy arrays (no copy) under the names the Python side uses.
+/// Owner of a batch buffer lent to numpy: when the last array viewing it is freed, the buffer goes back
+/// to the engine's pool for the next batch.
+#[pyclass(frozen, module = "seqrec._core")]
+pub struct RecycledBuffer {
+    i64s: Mutex<Vec<i64>>,
+    f32s: Mutex<Vec<f32>>,
+}
+
+impl Drop for RecycledBuffer {
+    fn drop(&mut self) {
+        if let Ok(v) = self.i64s.get_mut() {
+            buffers::give_i64(std::mem::take(v));
+        }
+        if let Ok(v) = self.f32s.get_mut() {
+            buffers::give_f32(std::mem::take(v));
+        }
+    }
+}
+
+fn lend_i64<'py>(py: Python<'py>, data: Vec<i64>, shape: &[usize]) -> PyResult<Bound<'py, PyAny>> {
+    let owner = Bound::new(py, RecycledBuffer { i64s: Mutex::new(data), f32s: Mutex::new(Vec::new()) })?;
+    let guard = owner.get().i64s.lock().map_err(|_| PyValueError::new_err("buffer lock poisoned"))?;
+    let view = ArrayView::from_shape(IxDyn(shape), &guard[..]).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    // SAFETY: the array keeps `owner` alive as its base object, and the Vec it views is never touched again
+    // until `owner` is dropped (the lock guard only gives us the slice; nothing else locks it).
+    let array = unsafe { PyArray::borrow_from_array(&view, owner.clone().into_any()) };
+    Ok(array.into_any())
+}
+
+fn lend_f32<'py>(py: Python<'py>, data: Vec<f32>, shape: &[usize]) -> PyResult<Bound<'py, PyAny>> {
+    let owner = Bound::new(py, RecycledBuffer { i64s: Mutex::new(Vec::new()), f32s: Mutex::new(data) })?;
+    let guard = owner.get().f32s.lock().map_err(|_| PyValueError::new_err("buffer lock poisoned"))?;
+    let view = ArrayView::from_shape(IxDyn(shape), &guard[..]).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    // SAFETY: as in `lend_i64`.
+    let array = unsafe { PyArray::borrow_from_array(&view, owner.clone().into_any()) };
+    Ok(array.into_any())
+}
+
+/// Hands a batch's buffers to numpy (no copy) under the names the Python side uses.
 fn batch_to_dict(py: Python<'_>, b: Batch) -> PyResult<Bound<'_, PyDict>> {
     let d = PyDict::new(py);
     let (rows, width, slots, k) = (b.rows, b.width, b.slots, b.k);
     d.set_item("users", PyArray1::from_vec(py, b.users))?;
-    d.set_item("inputs", PyArray1::from_vec(py, b.inputs).reshape([rows, width])?)?;
-    d.set_item("targets", PyArray1::from_vec(py, b.targets).reshape([rows, width])?)?;
+    d.set_item("inputs", lend_i64(py, b.inputs, &[rows, width])?)?;
+    d.set_item("targets", lend_i64(py, b.targets, &[rows, width])?)?;
     if k > 0 {
-        d.set_item("negatives", PyArray1::from_vec(py, b.negatives).reshape([rows, slots, k])?)?;
-        d.set_item("negatives_logq", PyArray1::from_vec(py, b.negatives_logq).reshape([rows, slots, k])?)?;
-        d.set_item("targets_logq", PyArray1::from_vec(py, b.targets_logq).reshape([rows, width])?)?;
+        d.set_item("negatives", lend_i64(py, b.negatives, &[rows, slots, k])?)?;
+        d.set_item("negatives_logq", lend_f32(py, b.negatives_logq, &[rows, slots, k])?)?;
+        d.set_item("targets_logq", lend_f32(py, b.targets_logq, &[rows, width])?)?;
     }
     Ok(d)
 }
