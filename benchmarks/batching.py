@@ -12,11 +12,12 @@ of output bytes between preallocated arrays: the ceiling no builder can beat.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
 from benchmarks.baselines import NumpyBatcher, python_loop_batch
-from benchmarks.common import time_it, write
+from benchmarks.common import RESULTS, time_it, write
 from benchmarks.shapes import SHAPES, shaped
 from seqrec._core import BatchBuilder, SequenceStore
 
@@ -115,12 +116,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--max-len", type=int, nargs="+", default=None, help="per shape; default 200 ml1m, 50 otherwise")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--inner", type=int, default=40, help="batches per timed repeat (1/20 of it for the Python loop)")
+    p.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON and markdown results")
     p.add_argument("--name", default="batching")
     args = p.parse_args(argv)
     lens = args.max_len or [200 if s == "ml1m" else 50 for s in args.shapes]
     results = [bench_shape(s, args.batch_size, l, args.repeats, args.inner) for s, l in zip(args.shapes, lens)]
     text = table(results)
-    write(args.name, {"results": results}, text)
+    write(args.name, {"results": results}, text, args.out)
     print(text)
     return results
 

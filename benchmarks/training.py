@@ -14,6 +14,7 @@ time spent waiting for batches, and validation NDCG@10 (full ranking) after the 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import time
 
 import numpy as np
@@ -21,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from benchmarks.baselines import python_loop_batch
-from benchmarks.common import write
+from benchmarks.common import RESULTS, write
 from seqrec.data.datamodule import SeqRecDataModule, SyntheticSpec
 from seqrec.evaluation import evaluate
 from seqrec.losses import bce_sampled
@@ -73,6 +74,8 @@ def train_epochs(model, optimizer, loaders, epochs: int) -> dict[str, float]:
                 positions += batch["inputs"].numel()
             steps += 1
     total = wait + busy
+    if steps <= 3 or total <= 0:
+        raise ValueError(f"only {steps} steps: too few to time (the first 3 are warm-up); use more users or epochs")
     return {"tokens_per_s": tokens / total, "steps_per_s": (steps - 3) / total, "data_wait_fraction": wait / total,
             "padding_fraction": 1 - tokens / positions, "seconds": total}
 
@@ -103,7 +106,8 @@ def run(args: argparse.Namespace) -> dict:
         figures["val"] = evaluate(model, dm.eval_batches("val"), [10])
         results[setup] = figures
         print(setup, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in figures.items()}, flush=True)
-    out = {"config": vars(args), "data": dm.stats(), "setups": results}
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    out = {"config": config, "data": dm.stats(), "setups": results}
     if {"original", "seqrec"} <= results.keys():
         out["speedup_tokens_per_s"] = results["seqrec"]["tokens_per_s"] / results["original"]["tokens_per_s"]
         out["speedup_steps_per_s"] = results["seqrec"]["steps_per_s"] / results["original"]["steps_per_s"]
@@ -145,11 +149,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--workers", type=int, default=2, help="worker processes of the original sampler")
     p.add_argument("--setups", nargs="+", default=["original", "seqrec"], choices=["original", "seqrec"])
+    p.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON and markdown results")
     p.add_argument("--name", default="training")
     args = p.parse_args(argv)
     out = run(args)
     text = table(out)
-    write(args.name, out, text)
+    write(args.name, out, text, args.out)
     print(text)
     return out
 
