@@ -62,7 +62,11 @@ def train_epochs(model, optimizer, loaders, epochs: int) -> dict[str, float]:
                 break
             h = model(batch["inputs"])
             mask = batch["targets"] != 0
-            loss = bce_sampled(model.score_items(h, batch["targets"]), model.score_items(h, batch["negatives"]), mask)
+            pos, neg = model.score_items(h, batch["targets"]), model.score_items(h, batch["negatives"])
+            if "loss_scale" in batch:  # seqrec: sum times a constant, as SeqRecModule trains
+                loss = bce_sampled(pos, neg, mask, reduction="sum") * batch["loss_scale"]
+            else:  # the original: mean over the batch's positions
+                loss = bce_sampled(pos, neg, mask)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

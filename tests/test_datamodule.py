@@ -83,3 +83,12 @@ def test_bad_sizes_are_rejected() -> None:
         SeqRecDataModule(synthetic=TINY, batch_size=0)
     with pytest.raises(ValueError, match="max_len must be positive"):
         SeqRecDataModule(synthetic=TINY, max_len=-1)
+
+
+def test_loss_scale_is_one_over_the_targets_of_an_average_batch() -> None:
+    dm = SeqRecDataModule(synthetic=TINY, batch_size=16, max_len=6)
+    batches = epoch_batches(dm, 0)
+    targets = sum(int((b["targets"] != 0).sum()) for b in batches)
+    sequences = sum(b["targets"].shape[0] for b in batches)
+    expected = 1.0 / (16 * targets / sequences)
+    assert all(abs(float(b["loss_scale"]) - expected) < 1e-6 for b in batches)

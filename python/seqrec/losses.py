@@ -11,6 +11,7 @@ def bce_sampled(
     neg_logits: torch.Tensor,
     mask: torch.Tensor,
     neg_mask: torch.Tensor | None = None,
+    reduction: str = "mean",
 ) -> torch.Tensor:
     """Binary cross-entropy with sampled negatives (SASRec): positive pushed up, each negative down.
 
@@ -21,16 +22,18 @@ def bce_sampled(
     mask : (B, L) bool, the positions to train on.
     neg_mask : (B, L, K) bool or None, the negatives that count (False for a draw equal to the target).
 
-    Returns the mean over masked positions of ``-log s(pos) - sum_k log(1 - s(neg_k))``.
+    Returns the mean (or with ``reduction="sum"`` the sum) over masked positions of
+    ``-log s(pos) - sum_k log(1 - s(neg_k))``.
     """
     pos = F.softplus(-pos_logits[mask])  # -log sigmoid(x) = softplus(-x)
     neg = F.softplus(neg_logits)  # -log(1 - sigmoid(x)) = softplus(x)
     if neg_mask is not None:
         neg = neg * neg_mask.expand_as(neg)
-    return (pos + neg[mask].sum(-1)).mean()
+    per_position = pos + neg[mask].sum(-1)
+    return per_position.sum() if reduction == "sum" else per_position.mean()
 
 
-def full_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def full_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Softmax cross-entropy over the whole catalogue.
 
     Parameters
@@ -40,4 +43,4 @@ def full_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     """
     logits = logits.clone()
     logits[:, 0] = float("-inf")
-    return F.cross_entropy(logits, targets)
+    return F.cross_entropy(logits, targets, reduction=reduction)

@@ -100,10 +100,15 @@ class SeqRecModule(pl.LightningModule):
             pos = self.model.score_items(hidden, targets)  # (B, L)
             neg = self.model.score_items(hidden, negatives)  # (B, L, K)
             # In-batch and popularity negatives can hit the target itself: such a draw is no negative.
-            loss = bce_sampled(pos, neg, mask, negatives != targets.unsqueeze(-1))
+            loss = bce_sampled(pos, neg, mask, negatives != targets.unsqueeze(-1), reduction="sum")
         else:
             logits = self.model.score_all(hidden[mask])  # (T, N + 1)
-            loss = full_cross_entropy(logits, targets[mask])
+            loss = full_cross_entropy(logits, targets[mask], reduction="sum")
+        # Sum over positions times a constant, not a per-batch mean: batches grouped by length hold very
+        # different numbers of targets, and a per-batch mean would weigh a target in a batch of short
+        # sequences far above one in a batch of long ones. The constant (one over the targets of an average
+        # batch) keeps every target's weight what it is with randomly mixed batches.
+        loss = loss * batch["loss_scale"] if "loss_scale" in batch else loss / mask.sum().clamp(min=1)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at global step {self.global_step}; stopping")
         self.log("train/loss", loss, prog_bar=True, batch_size=inputs.shape[0])

@@ -72,6 +72,7 @@ class TrainBatches(IterableDataset):
         epoch: Callable[[], int],
         bucket: bool = True,
         prefetch: int = 2,
+        targets_per_sequence: float = 1.0,
     ):
         self.builder = builder
         self.users = users
@@ -81,6 +82,8 @@ class TrainBatches(IterableDataset):
         self.epoch = epoch
         self.bucket = bucket
         self.prefetch = prefetch
+        # One over the targets of an average full batch: the loss is a sum times this (see SeqRecModule).
+        self.loss_scale = torch.tensor(1.0 / max(batch_size * targets_per_sequence, 1e-9), dtype=torch.float32)
 
     def __len__(self) -> int:
         return -(-self.users.size // self.batch_size)
@@ -90,7 +93,9 @@ class TrainBatches(IterableDataset):
             self.users, self.ends, self.batch_size, self.seed, self.epoch(), bucket=self.bucket, prefetch=self.prefetch
         )
         for batch in batches:
-            yield {name: torch.from_numpy(array) for name, array in batch.items()}
+            out = {name: torch.from_numpy(array) for name, array in batch.items()}
+            out["loss_scale"] = self.loss_scale
+            yield out
 
 
 def left_pad(offsets: np.ndarray, items: np.ndarray, users: np.ndarray, max_len: int) -> np.ndarray:
@@ -248,8 +253,10 @@ class SeqRecDataModule(pl.LightningDataModule):
         builder = self.batch_builder()
         all_users = np.arange(self.interactions.num_users, dtype=np.int64)
         users, ends = builder.segments(all_users, self.window_stride)
+        targets = np.minimum(ends - 1 if self.task == "sasrec" else ends, self.max_len)
         dataset = TrainBatches(
-            builder, users, ends, self.batch_size, self.seed, self._epoch, self.length_bucketing, self.prefetch
+            builder, users, ends, self.batch_size, self.seed, self._epoch, self.length_bucketing, self.prefetch,
+            targets_per_sequence=float(targets.mean()) if targets.size else 1.0,
         )
         return DataLoader(dataset, batch_size=None, num_workers=0)
 
