@@ -38,10 +38,17 @@ def test_every_config_key_is_commented(config: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("loss", ["ce", "bce"])
-def test_fit_prints_model_beside_popularity(tmp_path: Path, capsys: pytest.CaptureFixture[str], loss: str) -> None:
+@pytest.mark.parametrize(
+    ("architecture", "loss", "negatives"),
+    [("sasrec", "ce", "uniform"), ("sasrec", "bce", "uniform"), ("sasrec", "sampled_softmax", "mixed"),
+     ("sasrec", "gbce", "popularity"), ("bert4rec", "ce", "none"), ("bert4rec", "sampled_softmax", "in_batch")],
+)
+def test_fit_prints_model_beside_popularity(tmp_path: Path, capsys: pytest.CaptureFixture[str], architecture: str,
+                                            loss: str, negatives: str) -> None:
     cli = run(["fit", "--config", str(ROOT / "configs/sasrec_synthetic.yaml"), *TINY, *common(tmp_path),
-               f"--model.loss={loss}", "--model.norm_first=false"])
+               f"--model.architecture={architecture}", f"--model.loss={loss}", f"--data.negatives={negatives}",
+               "--data.num_in_batch=2", "--model.norm_first=false"])
+    assert cli.datamodule.task == architecture
     out = capsys.readouterr().out
     assert "Dataset synthetic: users=300" in out
     assert "full ranking over" in out and "popularity" in out and "sampled: target vs 100 uniform" in out

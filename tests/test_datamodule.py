@@ -92,3 +92,12 @@ def test_loss_scale_is_one_over_the_targets_of_an_average_batch() -> None:
     sequences = sum(b["targets"].shape[0] for b in batches)
     expected = 1.0 / (16 * targets / sequences)
     assert all(abs(float(b["loss_scale"]) - expected) < 1e-6 for b in batches)
+
+
+def test_bert4rec_batches_are_masked() -> None:
+    dm = SeqRecDataModule(synthetic=TINY, batch_size=32, max_len=8, task="bert4rec", mask_prob=0.4, negatives="none")
+    for batch in epoch_batches(dm, 0):
+        masked = batch["targets"] != 0
+        assert (batch["inputs"][masked] == dm.num_items + 1).all()
+        assert masked.any(dim=1).all()
+        assert "negatives" not in batch

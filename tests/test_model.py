@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from seqrec.models.sasrec import SASRec, SASRecConfig
+from seqrec.models import BERT4Rec, ModelConfig, SASRec, SASRecConfig
 
 
 def make(norm_first: bool = True, **kw) -> SASRec:
@@ -50,3 +50,24 @@ def test_pre_and_post_ln_differ_and_bad_config() -> None:
         SASRec(SASRecConfig(num_items=0))
     with pytest.raises(ValueError, match="exceeds max_len"):
         make()(torch.ones(1, 7, dtype=torch.long))
+
+
+def test_bert4rec_is_bidirectional_and_appends_a_mask() -> None:
+    torch.manual_seed(0)
+    model = BERT4Rec(ModelConfig(num_items=30, max_len=6, hidden_size=16, num_heads=2)).eval()
+    assert model.mask_token == 31 and model.encoder.item_emb.num_embeddings == 32
+    a, b = torch.tensor([[0, 1, 2, 3, 4, 5]]), torch.tensor([[0, 1, 2, 3, 9, 8]])
+    assert not torch.allclose(model(a)[:, 1:4], model(b)[:, 1:4])  # earlier positions see later items
+    appended = model.with_mask_appended(a)
+    assert appended.tolist() == [[1, 2, 3, 4, 5, 31]]
+    assert model.score_all(model(appended)[:, -1]).shape == (1, 31)  # the mask token is never scored
+
+
+def test_separate_output_embeddings() -> None:
+    torch.manual_seed(0)
+    tied = SASRec(ModelConfig(num_items=10, max_len=4, hidden_size=8))
+    separate = SASRec(ModelConfig(num_items=10, max_len=4, hidden_size=8, separate_output=True))
+    assert tied.item_embeddings.data_ptr() == tied.encoder.item_emb.weight.data_ptr()
+    assert separate.item_embeddings.data_ptr() != separate.encoder.item_emb.weight.data_ptr()
+    h = separate(torch.tensor([[0, 1, 2, 3]]))
+    torch.testing.assert_close(separate.score_all(h)[..., 5], (h * separate.output.weight[5]).sum(-1))

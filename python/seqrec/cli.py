@@ -13,6 +13,7 @@ from seqrec.module import SeqRecModule
 class SeqRecCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.max_len", "model.max_len")
+        parser.link_arguments("model.architecture", "data.task")
         parser.link_arguments("data.num_items", "model.num_items", apply_on="instantiate")
         parser.add_argument(
             "--test_after_fit",

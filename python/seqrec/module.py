@@ -7,17 +7,23 @@ from typing import Any, Literal
 import pytorch_lightning as pl
 import torch
 
-from seqrec.losses import bce_sampled, full_cross_entropy
 from seqrec.evaluation import batch_metrics
-from seqrec.models.sasrec import SASRec, SASRecConfig
+from seqrec.losses import bce_sampled, full_cross_entropy, gbce, sampled_softmax
+from seqrec.models import BERT4Rec, ModelConfig, SASRec
+
+SAMPLED_LOSSES = ("bce", "sampled_softmax", "gbce")
+LOSSES = (*SAMPLED_LOSSES, "ce")
 from seqrec.report import format_results
 
 
 class SeqRecModule(pl.LightningModule):
-    """SASRec trained for next-item prediction and evaluated by full ranking (and optionally sampled).
+    """A SASRec or BERT4Rec model, its loss and optimiser, evaluated by full ranking (and optionally sampled).
 
     Parameters
     ----------
+    architecture : str
+        ``sasrec`` (causal, next item) or ``bert4rec`` (bidirectional, cloze); the CLI passes it on to the
+        data module, whose engine builds the matching batches.
     num_items : int
         Catalogue size; linked from the data module by the CLI.
     max_len : int
@@ -26,9 +32,17 @@ class SeqRecModule(pl.LightningModule):
         Transformer size.
     norm_first : bool
         Pre-LN blocks (True) or the original post-LN blocks (False).
+    separate_output : bool
+        Score with an output item table of its own (gSASRec) instead of the input embeddings.
     loss : str
-        ``bce``: binary cross-entropy with the sampled negatives of each batch (the SASRec paper);
+        ``bce``: binary cross-entropy with the batch's sampled negatives (the SASRec paper);
+        ``sampled_softmax``: softmax over the positive and its negatives, with logQ correction;
+        ``gbce``: gSASRec's generalised BCE with calibration ``gbce_t``;
         ``ce``: softmax cross-entropy over the whole catalogue.
+    gbce_t : float
+        gBCE calibration in [0, 1] (0 is plain BCE).
+    logq_correction : bool
+        Subtract the sampler's log-probabilities in ``sampled_softmax``.
     optimizer : str
         ``adam`` or ``adamw``.
     lr, weight_decay, betas : float, float, tuple
@@ -41,6 +55,7 @@ class SeqRecModule(pl.LightningModule):
 
     def __init__(
         self,
+        architecture: Literal["sasrec", "bert4rec"] = "sasrec",
         num_items: int = 0,
         max_len: int = 50,
         hidden_size: int = 64,
@@ -48,7 +63,10 @@ class SeqRecModule(pl.LightningModule):
         num_heads: int = 1,
         dropout: float = 0.2,
         norm_first: bool = True,
-        loss: Literal["bce", "ce"] = "ce",
+        separate_output: bool = False,
+        loss: Literal["bce", "sampled_softmax", "gbce", "ce"] = "ce",
+        gbce_t: float = 0.75,
+        logq_correction: bool = True,
         optimizer: Literal["adam", "adamw"] = "adam",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
@@ -58,21 +76,23 @@ class SeqRecModule(pl.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        if loss not in ("bce", "ce"):
-            raise ValueError(f"loss must be 'bce' or 'ce', got {loss!r}")
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        if architecture not in ("sasrec", "bert4rec"):
+            raise ValueError(f"architecture must be 'sasrec' or 'bert4rec', got {architecture!r}")
         if not ks or min(ks) < 1:
             raise ValueError(f"ks must be positive cut-offs, got {ks}")
-        self.model = SASRec(
-            SASRecConfig(
-                num_items=num_items,
-                max_len=max_len,
-                hidden_size=hidden_size,
-                num_blocks=num_blocks,
-                num_heads=num_heads,
-                dropout=dropout,
-                norm_first=norm_first,
-            )
+        config = ModelConfig(
+            num_items=num_items,
+            max_len=max_len,
+            hidden_size=hidden_size,
+            num_blocks=num_blocks,
+            num_heads=num_heads,
+            dropout=dropout,
+            norm_first=norm_first,
+            separate_output=separate_output,
         )
+        self.model = BERT4Rec(config) if architecture == "bert4rec" else SASRec(config)
         self.loss_name = loss
         self.ks = list(ks)
         self.exclude_seen = exclude_seen
@@ -95,12 +115,26 @@ class SeqRecModule(pl.LightningModule):
         inputs, targets = batch["inputs"], batch["targets"]
         hidden = self.model(inputs)  # (B, L, D)
         mask = targets != 0  # (B, L)
-        if self.loss_name == "bce":
+        if self.loss_name in SAMPLED_LOSSES:
+            if "negatives" not in batch:
+                raise ValueError(f"loss {self.loss_name!r} needs sampled negatives: set data.negatives")
             negatives = batch["negatives"]  # (B, L, K), or (B, 1, K) when shared across the sequence
             pos = self.model.score_items(hidden, targets)  # (B, L)
             neg = self.model.score_items(hidden, negatives)  # (B, L, K)
             # In-batch and popularity negatives can hit the target itself: such a draw is no negative.
-            loss = bce_sampled(pos, neg, mask, negatives != targets.unsqueeze(-1), reduction="sum")
+            valid = negatives != targets.unsqueeze(-1)
+            if self.loss_name == "bce":
+                loss = bce_sampled(pos, neg, mask, valid, reduction="sum")
+            elif self.loss_name == "gbce":
+                loss = gbce(pos, neg, mask, self.hparams.num_items, self.hparams.gbce_t, valid, reduction="sum")
+            else:
+                logq = self.hparams.logq_correction
+                loss = sampled_softmax(
+                    pos, neg, mask,
+                    batch["targets_logq"] if logq else None,
+                    batch["negatives_logq"] if logq else None,
+                    valid, reduction="sum",
+                )
         else:
             logits = self.model.score_all(hidden[mask])  # (T, N + 1)
             loss = full_cross_entropy(logits, targets[mask], reduction="sum")
@@ -127,7 +161,10 @@ class SeqRecModule(pl.LightningModule):
             self._sums[key] = self._sums.get(key, 0.0) + v.sum().double()
 
     def _eval_step(self, batch: dict[str, torch.Tensor]) -> None:
-        hidden = self.model(batch["inputs"])[:, -1]  # (B, D): left padding puts the latest item last
+        inputs = batch["inputs"]
+        if isinstance(self.model, BERT4Rec):
+            inputs = self.model.with_mask_appended(inputs)  # predict the item after the history
+        hidden = self.model(inputs)[:, -1]  # (B, D): left padding puts the latest position last
         scores = self.model.score_all(hidden).float()  # (B, N + 1)
         pop = self.popularity.unsqueeze(0).expand_as(scores)  # (B, N + 1)
         self._accumulate("", batch_metrics(scores, batch, self.ks, self.exclude_seen))

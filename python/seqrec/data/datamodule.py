@@ -146,6 +146,10 @@ class SeqRecDataModule(pl.LightningDataModule):
         back from its end (``w <= max_len`` covers every transition); 0 keeps only the most recent window.
     prefetch : int
         Batches the engine builds ahead of the model.
+    task : str
+        Batches for ``sasrec`` (next item) or ``bert4rec`` (cloze); the CLI sets it from the model.
+    mask_prob : float
+        BERT4Rec: probability that a position is masked (at least one per sequence is).
     sampled_eval : str
         Also compute the sampled protocol: ``none``, ``uniform`` or ``popularity`` candidates.
     num_sampled : int
@@ -171,6 +175,8 @@ class SeqRecDataModule(pl.LightningDataModule):
         length_bucketing: bool = True,
         window_stride: int = 0,
         prefetch: int = 2,
+        task: Literal["sasrec", "bert4rec"] = "sasrec",
+        mask_prob: float = 0.2,
         sampled_eval: Literal["none", "uniform", "popularity"] = "none",
         num_sampled: int = 100,
         seed: int = 42,
@@ -202,7 +208,8 @@ class SeqRecDataModule(pl.LightningDataModule):
         self.sampled_eval = sampled_eval
         self.num_sampled = num_sampled
         self.seed = seed
-        self.task = "sasrec"
+        self.task = task
+        self.mask_prob = mask_prob
         self.interactions = self._load()
         self.split = LeaveOneOut.from_interactions(self.interactions)
         self._eval_batches: dict[str, list[dict[str, torch.Tensor]]] = {}
@@ -246,6 +253,7 @@ class SeqRecDataModule(pl.LightningDataModule):
                 exclude_seen=self.exclude_seen,
                 alpha=self.popularity_alpha,
                 pad_to_max=not self.length_bucketing,
+                mask_prob=self.mask_prob,
             )
         return self._builder
 
@@ -253,7 +261,11 @@ class SeqRecDataModule(pl.LightningDataModule):
         builder = self.batch_builder()
         all_users = np.arange(self.interactions.num_users, dtype=np.int64)
         users, ends = builder.segments(all_users, self.window_stride)
-        targets = np.minimum(ends - 1 if self.task == "sasrec" else ends, self.max_len)
+        if self.task == "sasrec":
+            targets = np.minimum(ends - 1, self.max_len).astype(float)
+        else:  # expected masked positions, counting the one forced when none is drawn
+            n = np.minimum(ends, self.max_len).astype(float)
+            targets = self.mask_prob * n + (1 - self.mask_prob) ** n
         dataset = TrainBatches(
             builder, users, ends, self.batch_size, self.seed, self._epoch, self.length_bucketing, self.prefetch,
             targets_per_sequence=float(targets.mean()) if targets.size else 1.0,

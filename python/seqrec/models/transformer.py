@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +17,15 @@ class TransformerBlock(nn.Module):
     sum); ``norm_first=True`` is pre-LN (normalise the branch input), which trains more stably when deep.
     """
 
-    def __init__(self, hidden_size: int, num_heads: int, dropout: float, norm_first: bool, ffn_mult: int = 1):
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        dropout: float,
+        norm_first: bool,
+        ffn_mult: int = 1,
+        activation: str = "relu",
+    ):
         super().__init__()
         if hidden_size % num_heads:
             raise ValueError(f"hidden_size {hidden_size} is not divisible by num_heads {num_heads}")
@@ -27,7 +36,7 @@ class TransformerBlock(nn.Module):
         self.proj = nn.Linear(hidden_size, hidden_size)
         self.ffn = nn.Sequential(
             nn.Linear(hidden_size, ffn_mult * hidden_size),
-            nn.ReLU(),
+            nn.GELU() if activation == "gelu" else nn.ReLU(),
             nn.Dropout(dropout),
             nn.Linear(ffn_mult * hidden_size, hidden_size),
         )
@@ -70,8 +79,12 @@ class SequenceEncoder(nn.Module):
         dropout: float,
         norm_first: bool,
         causal: bool,
+        ffn_mult: int = 1,
+        activation: str = "relu",
     ):
         super().__init__()
+        if activation not in ("relu", "gelu"):
+            raise ValueError(f"activation must be 'relu' or 'gelu', got {activation!r}")
         self.max_len = max_len
         self.causal = causal
         self.norm_first = norm_first
@@ -79,7 +92,8 @@ class SequenceEncoder(nn.Module):
         self.pos_emb = nn.Embedding(max_len, hidden_size)
         self.emb_drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
-            TransformerBlock(hidden_size, num_heads, dropout, norm_first) for _ in range(num_blocks)
+            TransformerBlock(hidden_size, num_heads, dropout, norm_first, ffn_mult, activation)
+            for _ in range(num_blocks)
         )
         # Pre-LN leaves the residual stream unnormalised; one last LayerNorm puts it on the embeddings' scale.
         self.final_norm = nn.LayerNorm(hidden_size, eps=1e-8) if norm_first else nn.Identity()
@@ -111,3 +125,83 @@ class SequenceEncoder(nn.Module):
         if self.causal:
             allowed = allowed & torch.ones(l, l, dtype=torch.bool, device=seq.device).tril()
         return allowed
+
+
+@dataclass
+class ModelConfig:
+    """Size and shape of a sequence model; ``num_items`` is the catalogue (dense ids 1..num_items)."""
+
+    num_items: int
+    max_len: int = 50
+    hidden_size: int = 64
+    num_blocks: int = 2
+    num_heads: int = 1
+    dropout: float = 0.2
+    norm_first: bool = True
+    separate_output: bool = False
+
+
+class NextItemModel(nn.Module):
+    """A ``SequenceEncoder`` whose hidden states score items by dot product with an item table.
+
+    The table is the input item embeddings (tied, as SASRec and BERT4Rec do) or, with
+    ``separate_output``, an output table of its own (as gSASRec uses). Subclasses choose the attention
+    (causal or bidirectional), the feed-forward layer and any extra input tokens.
+    """
+
+    causal = True
+    ffn_mult = 1
+    activation = "relu"
+    extra_tokens = 0
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        if config.num_items < 1:
+            raise ValueError(f"num_items must be positive, got {config.num_items}")
+        self.config = config
+        self.encoder = SequenceEncoder(
+            vocab_size=config.num_items + 1 + self.extra_tokens,
+            max_len=config.max_len,
+            hidden_size=config.hidden_size,
+            num_blocks=config.num_blocks,
+            num_heads=config.num_heads,
+            dropout=config.dropout,
+            norm_first=config.norm_first,
+            causal=self.causal,
+            ffn_mult=self.ffn_mult,
+            activation=self.activation,
+        )
+        self.output = nn.Embedding(config.num_items + 1, config.hidden_size) if config.separate_output else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # SASRec's reference code uses Xavier-normal on every weight matrix; LayerNorms keep (1, 0).
+        for name, p in self.named_parameters():
+            if p.dim() > 1:
+                nn.init.xavier_normal_(p)
+            elif "norm" not in name:
+                nn.init.zeros_(p)
+        with torch.no_grad():
+            self.encoder.item_emb.weight[0].zero_()
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        """(B, L) left-padded token ids -> (B, L, D) hidden states."""
+        return self.encoder(seq)
+
+    @property
+    def item_embeddings(self) -> torch.Tensor:
+        """(num_items + 1, D) table that scores items; row 0 is padding."""
+        if self.output is not None:
+            return self.output.weight
+        return self.encoder.item_emb.weight[: self.config.num_items + 1]
+
+    def score_all(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(..., D) -> (..., num_items + 1) scores of every item; column 0 (padding) is meaningless."""
+        return hidden @ self.item_embeddings.T
+
+    def score_items(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Scores of given items: hidden (B, L, D) with items (B, L) or (B, L|1, K) -> items' shape (broadcast)."""
+        emb = F.embedding(items, self.item_embeddings)  # (B, L, D) or (B, L|1, K, D)
+        if items.dim() == hidden.dim() - 1:
+            return (hidden * emb).sum(-1)
+        return (hidden.unsqueeze(-2) * emb).sum(-1)
