@@ -8,23 +8,13 @@ import sys
 
 import numpy as np
 import pytest
+from stats import chi2, chi2_critical
 
 from seqrec._core import BatchBuilder, SequenceStore
 from seqrec.data.synthetic import make_synthetic
 from seqrec.sampling import popularity_negatives, proposal_reference, segments_reference, window_reference
 
 
-def chi2_critical(df: int, z: float = 3.09) -> float:
-    """chi-square(df) upper critical value at p = 0.001 (Wilson-Hilferty; ~1% accurate for df >= 10)."""
-    a = 2.0 / (9.0 * df)
-    return df * (1 - a + z * np.sqrt(a)) ** 3
-
-
-def chi2(observed: np.ndarray, expected_p: np.ndarray) -> float:
-    expected = expected_p / expected_p.sum() * observed.sum()
-    keep = expected > 0
-    assert observed[~keep].sum() == 0, "draws where the reference gives probability 0"
-    return float(((observed[keep] - expected[keep]) ** 2 / expected[keep]).sum()), int(keep.sum() - 1)
 
 
 @pytest.fixture(scope="module")

@@ -7,16 +7,11 @@ import sys
 
 import numpy as np
 import pytest
+from stats import chi2_critical
 
 from seqrec._core import SequenceStore
 from seqrec.sampling import popularity_negatives, sasrec_batch_reference, uniform_negatives_reference
 
-
-def chi2_critical(df: int, z: float = 3.09) -> float:
-    """Upper critical value of chi-square(df) at one-sided normal quantile z (3.09: p = 0.001), by the
-    Wilson-Hilferty approximation, accurate to about 1% for df >= 10."""
-    a = 2.0 / (9.0 * df)
-    return df * (1 - a + z * np.sqrt(a)) ** 3
 
 
 def make_store(data):

@@ -20,11 +20,22 @@ fn main() {
         offsets.push(seq.len() as i64);
     }
     let store = Sequences::new(&offsets, &seq, items).unwrap();
-    let segs: Vec<Segment> = (0..128).map(|i| Segment { user: i * 37 % users, end: store.sequence(i * 37 % users).len() }).collect();
+    let segs: Vec<Segment> = (0..128)
+        .map(|i| Segment {
+            user: i * 37 % users,
+            end: store.sequence(i * 37 % users).len(),
+        })
+        .collect();
     for (name, neg) in [
         ("none", None),
-        ("uniform", Some(NegativeSampler::new(&store, NegativeMode::Uniform, 1, 0, false, true, 1.0).unwrap())),
-        ("uniform-noexcl", Some(NegativeSampler::new(&store, NegativeMode::Uniform, 1, 0, false, false, 1.0).unwrap())),
+        (
+            "uniform",
+            Some(NegativeSampler::new(&store, NegativeMode::Uniform, 1, 0, false, true, 1.0).unwrap()),
+        ),
+        (
+            "uniform-noexcl",
+            Some(NegativeSampler::new(&store, NegativeMode::Uniform, 1, 0, false, false, 1.0).unwrap()),
+        ),
     ] {
         let spec = BatchSpec::new(Task::SasRec, 200, true, neg, 1).unwrap();
         let reps = 2000;
@@ -35,6 +46,9 @@ fn main() {
             sink += b.negatives.first().copied().unwrap_or(0);
             b.recycle();
         }
-        println!("{name}: {:.1} us/batch ({sink})", t.elapsed().as_secs_f64() * 1e6 / reps as f64);
+        println!(
+            "{name}: {:.1} us/batch ({sink})",
+            t.elapsed().as_secs_f64() * 1e6 / reps as f64
+        );
     }
 }

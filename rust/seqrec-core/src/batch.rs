@@ -32,17 +32,35 @@ pub struct BatchSpec {
 }
 
 impl BatchSpec {
-    pub fn new(task: Task, max_len: i64, pad_to_max: bool, negatives: Option<NegativeSampler>, num_threads: usize) -> Result<Self> {
+    pub fn new(
+        task: Task,
+        max_len: i64,
+        pad_to_max: bool,
+        negatives: Option<NegativeSampler>,
+        num_threads: usize,
+    ) -> Result<Self> {
         let max_len = positive("max_len", max_len)?;
         if let Task::Bert4Rec { mask_prob, mask_token } = task {
             if !(mask_prob > 0.0 && mask_prob <= 1.0) {
-                return Err(CoreError::BadOption { name: "mask_prob", message: format!("must be in (0, 1], got {mask_prob}") });
+                return Err(CoreError::BadOption {
+                    name: "mask_prob",
+                    message: format!("must be in (0, 1], got {mask_prob}"),
+                });
             }
             if mask_token < 1 {
-                return Err(CoreError::BadOption { name: "mask_token", message: format!("must be positive, got {mask_token}") });
+                return Err(CoreError::BadOption {
+                    name: "mask_token",
+                    message: format!("must be positive, got {mask_token}"),
+                });
             }
         }
-        Ok(BatchSpec { task, max_len, pad_to_max, negatives, num_threads })
+        Ok(BatchSpec {
+            task,
+            max_len,
+            pad_to_max,
+            negatives,
+            num_threads,
+        })
     }
 
     /// Items a training window holds: SASRec needs one more than its length (the last target).
@@ -104,12 +122,18 @@ impl Batch {
     }
 }
 
+/// One row's negatives, their log-probabilities and the targets' log-probabilities, with the row index.
+type RowBuffers<'a> = (usize, ((&'a mut [i64], &'a mut [f32]), &'a mut [f32]));
+
 /// Builds the batch of `segments` with random streams `(seed, row)`; identical for any number of threads.
 pub fn build_batch(seqs: &Sequences, spec: &BatchSpec, segments: &[Segment], seed: u64) -> Result<Batch> {
     let n_users = seqs.num_users();
     for s in segments {
         if s.user >= n_users {
-            return Err(CoreError::UserOutOfRange { user: s.user as i64, num_users: n_users });
+            return Err(CoreError::UserOutOfRange {
+                user: s.user as i64,
+                num_users: n_users,
+            });
         }
         let len = seqs.sequence(s.user).len();
         if s.end > len {
@@ -152,9 +176,17 @@ pub fn build_batch(seqs: &Sequences, spec: &BatchSpec, segments: &[Segment], see
             fill_sequence(seqs, spec, segments[row], Rng::for_stream(seed, row as u64), inp, tgt)
         };
         if parallel {
-            b.inputs.par_chunks_mut(width).zip(b.targets.par_chunks_mut(width)).enumerate().for_each(fill);
+            b.inputs
+                .par_chunks_mut(width)
+                .zip(b.targets.par_chunks_mut(width))
+                .enumerate()
+                .for_each(fill);
         } else {
-            b.inputs.chunks_mut(width).zip(b.targets.chunks_mut(width)).enumerate().for_each(fill);
+            b.inputs
+                .chunks_mut(width)
+                .zip(b.targets.chunks_mut(width))
+                .enumerate()
+                .for_each(fill);
         }
         let Some(neg) = &spec.negatives else { return Ok(()) };
         // The in-batch pool: every row's targets, row-major, so a row's own block is contiguous.
@@ -169,7 +201,7 @@ pub fn build_batch(seqs: &Sequences, spec: &BatchSpec, segments: &[Segment], see
         } else {
             blocks.resize(rows, (0, 0));
         }
-        let sample_row = |(row, ((ni, nq), tq)): (usize, ((&mut [i64], &mut [f32]), &mut [f32]))| -> Result<()> {
+        let sample_row = |(row, ((ni, nq), tq)): RowBuffers<'_>| -> Result<()> {
             let u = segments[row].user;
             let ctx = neg.user_context(seqs, u);
             // Stream (seed, rows + row): independent of the stream that masked this row.
@@ -277,24 +309,31 @@ pub fn sasrec_batch(
 ) -> Result<()> {
     let k = positive("num_negatives", num_negatives)?;
     let users = seqs.check_users(users)?;
-    let sampler = crate::negatives::NegativeSampler::new(
-        seqs,
-        crate::negatives::NegativeMode::Uniform,
-        k,
-        0,
-        false,
-        true,
-        1.0,
-    )?;
+    let sampler =
+        crate::negatives::NegativeSampler::new(seqs, crate::negatives::NegativeMode::Uniform, k, 0, false, true, 1.0)?;
     let spec = BatchSpec::new(Task::SasRec, max_len, true, Some(sampler), 0)?;
     let l = spec.max_len;
     let b = users.len();
-    for (what, buf, w) in [("inputs", out.inputs.len(), l), ("positives", out.positives.len(), l), ("negatives", out.negatives.len(), l * k)] {
+    for (what, buf, w) in [
+        ("inputs", out.inputs.len(), l),
+        ("positives", out.positives.len(), l),
+        ("negatives", out.negatives.len(), l * k),
+    ] {
         if buf != b * w {
-            return Err(CoreError::LengthMismatch { what, expected: b * w, got: buf });
+            return Err(CoreError::LengthMismatch {
+                what,
+                expected: b * w,
+                got: buf,
+            });
         }
     }
-    let segments: Vec<Segment> = users.iter().map(|&u| Segment { user: u, end: seqs.sequence(u).len() }).collect();
+    let segments: Vec<Segment> = users
+        .iter()
+        .map(|&u| Segment {
+            user: u,
+            end: seqs.sequence(u).len(),
+        })
+        .collect();
     let batch = build_batch(seqs, &spec, &segments, seed)?;
     out.inputs.copy_from_slice(&batch.inputs);
     out.positives.copy_from_slice(&batch.targets);
@@ -315,7 +354,11 @@ pub fn sampled_candidates(
     let n = positive("n", n)?;
     let users = seqs.check_users(users)?;
     if out.len() != users.len() * n {
-        return Err(CoreError::LengthMismatch { what: "out", expected: users.len() * n, got: out.len() });
+        return Err(CoreError::LengthMismatch {
+            what: "out",
+            expected: users.len() * n,
+            got: out.len(),
+        });
     }
     seqs.check_negatives_exist(&users)?;
     let num_items = seqs.num_items() as u64;
@@ -329,9 +372,13 @@ pub fn sampled_candidates(
                 for slot in row_out.iter_mut() {
                     *slot = match popularity {
                         None => uniform_unseen(&mut rng, num_items, seen, bits),
-                        Some(t) => t
-                            .sample_excluding(&mut rng, seen, mass, Some(bits))
-                            .ok_or(CoreError::NoNegatives { user: u as i64, num_items: num_items as i64 })?,
+                        Some(t) => {
+                            t.sample_excluding(&mut rng, seen, mass, Some(bits))
+                                .ok_or(CoreError::NoNegatives {
+                                    user: u as i64,
+                                    num_items: num_items as i64,
+                                })?
+                        }
                     } as i64;
                 }
                 Ok(())
@@ -353,8 +400,19 @@ mod tests {
     fn build(seqs: &Sequences, users: &[i64], l: usize, k: usize, seed: u64) -> (Vec<i64>, Vec<i64>, Vec<i64>) {
         let b = users.len();
         let (mut i, mut p, mut n) = (vec![-1; b * l], vec![-1; b * l], vec![-1; b * l * k]);
-        sasrec_batch(seqs, users, l as i64, k as i64, seed, SasRecBatchMut { inputs: &mut i, positives: &mut p, negatives: &mut n })
-            .unwrap();
+        sasrec_batch(
+            seqs,
+            users,
+            l as i64,
+            k as i64,
+            seed,
+            SasRecBatchMut {
+                inputs: &mut i,
+                positives: &mut p,
+                negatives: &mut n,
+            },
+        )
+        .unwrap();
         (i, p, n)
     }
 
@@ -393,7 +451,12 @@ mod tests {
         let items: Vec<i32> = (0..3000).map(|x| (x * 7 % 499) + 1).collect();
         let offsets: Vec<i64> = (0..=100).map(|u| u * 30).collect();
         let seqs = Sequences::new(&offsets, &items, 500).unwrap();
-        let segs: Vec<Segment> = (0..100).map(|u| Segment { user: u, end: 5 + u % 25 }).collect();
+        let segs: Vec<Segment> = (0..100)
+            .map(|u| Segment {
+                user: u,
+                end: 5 + u % 25,
+            })
+            .collect();
         for mode in [NegativeMode::Uniform, NegativeMode::Mixed] {
             let sampler = NegativeSampler::new(&seqs, mode, 2, 2, false, true, 1.0).unwrap();
             let one = BatchSpec::new(Task::SasRec, 10, false, Some(sampler.clone()), 1).unwrap();
@@ -407,7 +470,17 @@ mod tests {
     #[test]
     fn bert_masks_at_least_one_position() {
         let seqs = Sequences::new(&[0, 4], &[1, 2, 3, 4], 10).unwrap();
-        let spec = BatchSpec::new(Task::Bert4Rec { mask_prob: 1e-9, mask_token: 11 }, 6, false, None, 1).unwrap();
+        let spec = BatchSpec::new(
+            Task::Bert4Rec {
+                mask_prob: 1e-9,
+                mask_token: 11,
+            },
+            6,
+            false,
+            None,
+            1,
+        )
+        .unwrap();
         let b = build_batch(&seqs, &spec, &[Segment { user: 0, end: 4 }], 0).unwrap();
         assert_eq!(b.width, 4);
         assert_eq!(b.inputs, vec![1, 2, 3, 11]);
@@ -420,12 +493,37 @@ mod tests {
         let mut buf = vec![0i64; 4];
         let mut b2 = vec![0i64; 4];
         let mut b3 = vec![0i64; 4];
-        let r = sasrec_batch(&seqs, &[0], 0, 1, 0, SasRecBatchMut { inputs: &mut buf, positives: &mut b2, negatives: &mut b3 });
+        let r = sasrec_batch(
+            &seqs,
+            &[0],
+            0,
+            1,
+            0,
+            SasRecBatchMut {
+                inputs: &mut buf,
+                positives: &mut b2,
+                negatives: &mut b3,
+            },
+        );
         assert!(matches!(r, Err(CoreError::NonPositive { name: "max_len", .. })));
-        let r = sasrec_batch(&seqs, &[0], 4, 1, 0, SasRecBatchMut { inputs: &mut buf, positives: &mut b2, negatives: &mut b3 });
+        let r = sasrec_batch(
+            &seqs,
+            &[0],
+            4,
+            1,
+            0,
+            SasRecBatchMut {
+                inputs: &mut buf,
+                positives: &mut b2,
+                negatives: &mut b3,
+            },
+        );
         assert!(matches!(r, Err(CoreError::NoNegatives { .. })));
         let mut out = vec![0i64; 3];
-        assert!(matches!(sampled_candidates(&seqs, &[5], 3, None, 0, &mut out), Err(CoreError::UserOutOfRange { .. })));
+        assert!(matches!(
+            sampled_candidates(&seqs, &[5], 3, None, 0, &mut out),
+            Err(CoreError::UserOutOfRange { .. })
+        ));
         let one = Sequences::new(&[0, 1], &[1], 1).unwrap();
         assert!(NegativeSampler::new(&one, NegativeMode::Uniform, 1, 0, false, true, 1.0).is_err());
     }

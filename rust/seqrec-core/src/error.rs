@@ -20,7 +20,11 @@ pub enum CoreError {
     /// An option value outside what the routine accepts.
     BadOption { name: &'static str, message: String },
     /// Two arrays whose lengths must agree do not.
-    LengthMismatch { what: &'static str, expected: usize, got: usize },
+    LengthMismatch {
+        what: &'static str,
+        expected: usize,
+        got: usize,
+    },
 }
 
 impl fmt::Display for CoreError {
@@ -32,7 +36,11 @@ impl fmt::Display for CoreError {
             CoreError::BadOffsets { index, message } => {
                 write!(f, "invalid CSR offsets at index {index}: {message}")
             }
-            CoreError::ItemOutOfRange { position, item, num_items } => write!(
+            CoreError::ItemOutOfRange {
+                position,
+                item,
+                num_items,
+            } => write!(
                 f,
                 "item id {item} at position {position} is outside 1..={num_items} (0 is reserved for padding)"
             ),
@@ -45,9 +53,15 @@ impl fmt::Display for CoreError {
             ),
             CoreError::BadWeight { item, weight } => {
                 if *item < 0 {
-                    write!(f, "sampling weights sum to {weight}: at least one item needs a positive weight")
+                    write!(
+                        f,
+                        "sampling weights sum to {weight}: at least one item needs a positive weight"
+                    )
                 } else {
-                    write!(f, "sampling weight of item {item} is {weight}: weights must be finite and non-negative")
+                    write!(
+                        f,
+                        "sampling weight of item {item} is {weight}: weights must be finite and non-negative"
+                    )
                 }
             }
             CoreError::BadOption { name, message } => write!(f, "{name}: {message}"),

@@ -77,7 +77,10 @@ impl NegativeSampler {
             _ => (num_negatives, 0),
         };
         if uniform_k + batch_k == 0 {
-            return Err(CoreError::NonPositive { name: "num_negatives", value: 0 });
+            return Err(CoreError::NonPositive {
+                name: "num_negatives",
+                value: 0,
+            });
         }
         if mode == NegativeMode::Mixed && (uniform_k == 0 || batch_k == 0) {
             return Err(CoreError::BadOption {
@@ -86,11 +89,17 @@ impl NegativeSampler {
             });
         }
         if !alpha.is_finite() || alpha < 0.0 {
-            return Err(CoreError::BadOption { name: "alpha", message: format!("must be finite and >= 0, got {alpha}") });
+            return Err(CoreError::BadOption {
+                name: "alpha",
+                message: format!("must be finite and >= 0, got {alpha}"),
+            });
         }
         let counts = seqs.item_counts();
         let popularity = if mode == NegativeMode::Popularity {
-            let weights: Vec<f64> = counts.iter().map(|&c| if c == 0 { 0.0 } else { (c as f64).powf(alpha) }).collect();
+            let weights: Vec<f64> = counts
+                .iter()
+                .map(|&c| if c == 0 { 0.0 } else { (c as f64).powf(alpha) })
+                .collect();
             Some(AliasTable::new(&weights)?)
         } else {
             None
@@ -99,7 +108,9 @@ impl NegativeSampler {
         let freq: Vec<f64> = counts.iter().map(|&c| c as f64 / total).collect();
         let log_freq = freq.iter().map(|f| f.ln()).collect();
         let log_pop = match &popularity {
-            Some(t) => (0..=num_items as i32).map(|i| if i == 0 { f64::NEG_INFINITY } else { t.p(i).ln() }).collect(),
+            Some(t) => (0..=num_items as i32)
+                .map(|i| if i == 0 { f64::NEG_INFINITY } else { t.p(i).ln() })
+                .collect(),
             None => Vec::new(),
         };
         Ok(NegativeSampler {
@@ -192,7 +203,10 @@ impl NegativeSampler {
         }
         let k = self.num_negatives;
         let q = ctx.log_uniform as f32;
-        for (t, (si, sq)) in targets.iter().zip(items.chunks_exact_mut(k).zip(logq.chunks_exact_mut(k))) {
+        for (t, (si, sq)) in targets
+            .iter()
+            .zip(items.chunks_exact_mut(k).zip(logq.chunks_exact_mut(k)))
+        {
             if *t == 0 {
                 continue;
             }
@@ -223,9 +237,13 @@ impl NegativeSampler {
         let seen = seqs.seen(u);
         for slot in items[..self.num_negatives].iter_mut() {
             let x = match (&self.popularity, self.exclude_seen) {
-                (Some(t), true) => t
-                    .sample_excluding(rng, seen, ctx.seen_mass, Some(bits))
-                    .ok_or(CoreError::NoNegatives { user: u as i64, num_items: self.num_items as i64 })?,
+                (Some(t), true) => {
+                    t.sample_excluding(rng, seen, ctx.seen_mass, Some(bits))
+                        .ok_or(CoreError::NoNegatives {
+                            user: u as i64,
+                            num_items: self.num_items as i64,
+                        })?
+                }
                 (Some(t), false) => t.sample(rng),
                 (None, true) => uniform_unseen(rng, self.num_items, seen, bits),
                 (None, false) => rng.below(self.num_items) as i32 + 1,

@@ -83,8 +83,8 @@ mod tests {
         // targets of a window ending at e are positions e-5..e-1 (0-based), clipped at 1.
         let mut covered = vec![0; 23];
         for e in ends {
-            for t in e.saturating_sub(5).max(1)..e {
-                covered[t] += 1;
+            for c in &mut covered[e.saturating_sub(5).max(1)..e] {
+                *c += 1;
             }
         }
         assert_eq!(covered[0], 0);
@@ -97,7 +97,7 @@ mod tests {
         let mut items = vec![];
         for u in 0..200 {
             let n = 2 + (u * 37 % 50);
-            items.extend((0..n).map(|i| (i % 90 + 1) as i32));
+            items.extend((0..n).map(|i| i % 90 + 1));
             offsets.push(items.len() as i64);
         }
         let seqs = Sequences::new(&offsets, &items, 90).unwrap();
@@ -119,7 +119,12 @@ mod tests {
                 })
                 .sum()
         };
-        assert!(waste(&bucketed) * 3 < waste(&plain), "{} vs {}", waste(&bucketed), waste(&plain));
+        assert!(
+            waste(&bucketed) * 3 < waste(&plain),
+            "{} vs {}",
+            waste(&bucketed),
+            waste(&plain)
+        );
         assert_eq!(plan_epoch(&spec, &segs, 20, true, 8, 1, 0).unwrap(), bucketed);
         assert_ne!(plan_epoch(&spec, &segs, 20, true, 8, 1, 1).unwrap(), bucketed);
     }

@@ -14,7 +14,14 @@ static POOL: OnceLock<(u32, Option<ThreadPool>)> = OnceLock::new();
 fn pool() -> Option<&'static ThreadPool> {
     let (pid, pool) = POOL.get_or_init(|| {
         // num_threads(0): RAYON_NUM_THREADS if set, else one thread per core.
-        (std::process::id(), ThreadPoolBuilder::new().num_threads(0).thread_name(|i| format!("seqrec-{i}")).build().ok())
+        (
+            std::process::id(),
+            ThreadPoolBuilder::new()
+                .num_threads(0)
+                .thread_name(|i| format!("seqrec-{i}"))
+                .build()
+                .ok(),
+        )
     });
     if *pid == std::process::id() {
         pool.as_ref()

@@ -18,7 +18,13 @@ pub struct Prefetcher {
 
 impl Prefetcher {
     /// Starts building `batches` in order, at most `depth` ahead. Batch i uses seed `derive_seed(seed, i)`.
-    pub fn start(seqs: Arc<Sequences>, spec: Arc<BatchSpec>, batches: Vec<Vec<Segment>>, seed: u64, depth: usize) -> Self {
+    pub fn start(
+        seqs: Arc<Sequences>,
+        spec: Arc<BatchSpec>,
+        batches: Vec<Vec<Segment>>,
+        seed: u64,
+        depth: usize,
+    ) -> Self {
         let remaining = batches.len();
         let (tx, rx) = sync_channel(depth.max(1));
         let handle = std::thread::Builder::new()
@@ -34,7 +40,11 @@ impl Prefetcher {
                 }
             })
             .ok();
-        Prefetcher { rx: Some(rx), handle, remaining }
+        Prefetcher {
+            rx: Some(rx),
+            handle,
+            remaining,
+        }
     }
 
     /// Batches not yet handed out.

@@ -93,14 +93,28 @@ impl AliasTable {
     pub fn new(weights: &[f64]) -> Result<Self> {
         let n = weights.len().saturating_sub(1);
         if n == 0 {
-            return Err(CoreError::NonPositive { name: "num_items", value: 0 });
+            return Err(CoreError::NonPositive {
+                name: "num_items",
+                value: 0,
+            });
         }
-        if let Some((i, &w)) = weights.iter().enumerate().skip(1).find(|(_, w)| !w.is_finite() || **w < 0.0) {
-            return Err(CoreError::BadWeight { item: i as i64, weight: w });
+        if let Some((i, &w)) = weights
+            .iter()
+            .enumerate()
+            .skip(1)
+            .find(|(_, w)| !w.is_finite() || **w < 0.0)
+        {
+            return Err(CoreError::BadWeight {
+                item: i as i64,
+                weight: w,
+            });
         }
         let total: f64 = weights[1..].iter().sum();
         if total <= 0.0 {
-            return Err(CoreError::BadWeight { item: -1, weight: total });
+            return Err(CoreError::BadWeight {
+                item: -1,
+                weight: total,
+            });
         }
         let mut p = vec![0.0; n + 1];
         for i in 1..=n {
@@ -138,7 +152,11 @@ impl AliasTable {
     pub fn sample(&self, rng: &mut Rng) -> i32 {
         let slot = rng.below(self.prob.len() as u64) as usize;
         let u = (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
-        let chosen = if u < self.prob[slot] { slot } else { self.alias[slot] as usize };
+        let chosen = if u < self.prob[slot] {
+            slot
+        } else {
+            self.alias[slot] as usize
+        };
         chosen as i32 + 1
     }
 
@@ -151,7 +169,13 @@ impl AliasTable {
     ///
     /// Rejection first; when the user's seen items hold most of the mass that could spin, so after
     /// `MAX_REJECTIONS` misses it draws exactly from the renormalised complement by inverse CDF.
-    pub fn sample_excluding(&self, rng: &mut Rng, seen: &[i32], seen_mass: f64, bits: Option<&SeenBits<'_>>) -> Option<i32> {
+    pub fn sample_excluding(
+        &self,
+        rng: &mut Rng,
+        seen: &[i32],
+        seen_mass: f64,
+        bits: Option<&SeenBits<'_>>,
+    ) -> Option<i32> {
         const MAX_REJECTIONS: usize = 32;
         if seen_mass >= 1.0 - 1e-12 {
             return None;
@@ -255,7 +279,7 @@ mod tests {
     #[test]
     fn alias_excluding_falls_back_when_seen_holds_most_mass() {
         let mut w = vec![0.0, 1e-6, 1e-6];
-        w.extend(std::iter::repeat(1.0).take(50)); // items 3..=52 are heavy
+        w.extend(std::iter::repeat_n(1.0, 50)); // items 3..=52 are heavy
         let table = AliasTable::new(&w).unwrap();
         let seen: Vec<i32> = (3..=52).collect();
         let mass = table.mass(&seen);

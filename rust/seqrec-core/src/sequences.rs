@@ -19,13 +19,23 @@ impl Sequences {
     pub fn new(offsets: &[i64], items: &[i32], num_items: i64) -> Result<Self> {
         positive("num_items", num_items)?;
         if num_items > i32::MAX as i64 {
-            return Err(CoreError::ItemOutOfRange { position: 0, item: num_items, num_items: i32::MAX as i64 });
+            return Err(CoreError::ItemOutOfRange {
+                position: 0,
+                item: num_items,
+                num_items: i32::MAX as i64,
+            });
         }
         if offsets.is_empty() {
-            return Err(CoreError::BadOffsets { index: 0, message: "offsets is empty (it needs num_users + 1 entries)".into() });
+            return Err(CoreError::BadOffsets {
+                index: 0,
+                message: "offsets is empty (it needs num_users + 1 entries)".into(),
+            });
         }
         if offsets[0] != 0 {
-            return Err(CoreError::BadOffsets { index: 0, message: format!("first offset must be 0, got {}", offsets[0]) });
+            return Err(CoreError::BadOffsets {
+                index: 0,
+                message: format!("first offset must be 0, got {}", offsets[0]),
+            });
         }
         for (i, w) in offsets.windows(2).enumerate() {
             if w[1] < w[0] {
@@ -43,7 +53,11 @@ impl Sequences {
             });
         }
         if let Some((position, &item)) = items.iter().enumerate().find(|(_, &x)| x < 1 || x as i64 > num_items) {
-            return Err(CoreError::ItemOutOfRange { position, item: item as i64, num_items });
+            return Err(CoreError::ItemOutOfRange {
+                position,
+                item: item as i64,
+                num_items,
+            });
         }
         let mut seen_offsets = Vec::with_capacity(offsets.len());
         let mut seen_items = Vec::with_capacity(items.len());
@@ -61,7 +75,14 @@ impl Sequences {
         for &x in items {
             item_counts[x as usize] += 1;
         }
-        Ok(Sequences { offsets: offsets.to_vec(), items: items.to_vec(), num_items, seen_offsets, seen_items, item_counts })
+        Ok(Sequences {
+            offsets: offsets.to_vec(),
+            items: items.to_vec(),
+            num_items,
+            seen_offsets,
+            seen_items,
+            item_counts,
+        })
     }
 
     pub fn num_users(&self) -> usize {
@@ -112,7 +133,10 @@ impl Sequences {
     pub fn check_negatives_exist(&self, users: &[usize]) -> Result<()> {
         for &u in users {
             if self.seen(u).len() as i64 >= self.num_items {
-                return Err(CoreError::NoNegatives { user: u as i64, num_items: self.num_items });
+                return Err(CoreError::NoNegatives {
+                    user: u as i64,
+                    num_items: self.num_items,
+                });
             }
         }
         Ok(())
@@ -136,19 +160,47 @@ mod tests {
     #[test]
     fn rejects_bad_input() {
         assert!(matches!(Sequences::new(&[], &[], 3), Err(CoreError::BadOffsets { .. })));
-        assert!(matches!(Sequences::new(&[1, 2], &[1], 3), Err(CoreError::BadOffsets { index: 0, .. })));
-        assert!(matches!(Sequences::new(&[0, 2, 1], &[1], 3), Err(CoreError::BadOffsets { index: 2, .. })));
-        assert!(matches!(Sequences::new(&[0, 2], &[1], 3), Err(CoreError::BadOffsets { .. })));
+        assert!(matches!(
+            Sequences::new(&[1, 2], &[1], 3),
+            Err(CoreError::BadOffsets { index: 0, .. })
+        ));
+        assert!(matches!(
+            Sequences::new(&[0, 2, 1], &[1], 3),
+            Err(CoreError::BadOffsets { index: 2, .. })
+        ));
+        assert!(matches!(
+            Sequences::new(&[0, 2], &[1], 3),
+            Err(CoreError::BadOffsets { .. })
+        ));
         assert!(matches!(
             Sequences::new(&[0, 2], &[1, 4], 3),
-            Err(CoreError::ItemOutOfRange { position: 1, item: 4, .. })
+            Err(CoreError::ItemOutOfRange {
+                position: 1,
+                item: 4,
+                ..
+            })
         ));
-        assert!(matches!(Sequences::new(&[0, 1], &[0], 3), Err(CoreError::ItemOutOfRange { item: 0, .. })));
-        assert!(matches!(Sequences::new(&[0, 1], &[1], 0), Err(CoreError::NonPositive { .. })));
+        assert!(matches!(
+            Sequences::new(&[0, 1], &[0], 3),
+            Err(CoreError::ItemOutOfRange { item: 0, .. })
+        ));
+        assert!(matches!(
+            Sequences::new(&[0, 1], &[1], 0),
+            Err(CoreError::NonPositive { .. })
+        ));
         let s = Sequences::new(&[0, 1], &[1], 3).unwrap();
-        assert!(matches!(s.check_users(&[0, 1]), Err(CoreError::UserOutOfRange { user: 1, .. })));
-        assert!(matches!(s.check_users(&[-1]), Err(CoreError::UserOutOfRange { user: -1, .. })));
+        assert!(matches!(
+            s.check_users(&[0, 1]),
+            Err(CoreError::UserOutOfRange { user: 1, .. })
+        ));
+        assert!(matches!(
+            s.check_users(&[-1]),
+            Err(CoreError::UserOutOfRange { user: -1, .. })
+        ));
         let full = Sequences::new(&[0, 2], &[2, 1], 2).unwrap();
-        assert!(matches!(full.check_negatives_exist(&[0]), Err(CoreError::NoNegatives { .. })));
+        assert!(matches!(
+            full.check_negatives_exist(&[0]),
+            Err(CoreError::NoNegatives { .. })
+        ));
     }
 }

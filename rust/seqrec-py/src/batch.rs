@@ -7,8 +7,10 @@ use numpy::{PyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArr
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use seqrec_core::batch::{
+    build_batch, sampled_candidates, sasrec_batch, Batch, BatchSpec, SasRecBatchMut, Segment, Task,
+};
 use seqrec_core::buffers;
-use seqrec_core::batch::{build_batch, sampled_candidates, sasrec_batch, Batch, BatchSpec, SasRecBatchMut, Segment, Task};
 use seqrec_core::negatives::{NegativeMode, NegativeSampler};
 use seqrec_core::plan::{make_segments, plan_epoch};
 use seqrec_core::prefetch::Prefetcher;
@@ -16,6 +18,16 @@ use seqrec_core::sampling::AliasTable;
 use seqrec_core::Sequences;
 
 use crate::errors::{contiguous, to_py};
+
+/// (users, ends) of `BatchBuilder.segments`.
+type ArrayPair<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>);
+
+/// (inputs, positives, negatives) of `SequenceStore.sasrec_batch`.
+type SasRecArrays<'py> = (
+    Bound<'py, PyArray2<i64>>,
+    Bound<'py, PyArray2<i64>>,
+    Bound<'py, PyArray3<i64>>,
+);
 
 /// Per-user item sequences (CSR: int64 `offsets`, int32 `items` with ids in 1..=num_items), validated and
 /// copied once, from which training batches and evaluation candidates are built in parallel.
@@ -27,7 +39,12 @@ pub struct SequenceStore {
 #[pymethods]
 impl SequenceStore {
     #[new]
-    fn new(py: Python<'_>, offsets: PyReadonlyArray1<'_, i64>, items: PyReadonlyArray1<'_, i32>, num_items: i64) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        offsets: PyReadonlyArray1<'_, i64>,
+        items: PyReadonlyArray1<'_, i32>,
+        num_items: i64,
+    ) -> PyResult<Self> {
         let offsets = contiguous(&offsets, "offsets")?;
         let items = contiguous(&items, "items")?;
         let inner = py.detach(|| Sequences::new(offsets, items, num_items)).map_err(to_py)?;
@@ -65,7 +82,7 @@ impl SequenceStore {
         max_len: i64,
         num_negatives: i64,
         seed: u64,
-    ) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<i64>>, Bound<'py, PyArray3<i64>>)> {
+    ) -> PyResult<SasRecArrays<'py>> {
         let users = contiguous(&users, "users")?;
         let b = users.len();
         // Sizes are checked by the core before anything is written; clamp here only to allocate safely.
@@ -78,9 +95,14 @@ impl SequenceStore {
             let mut i = inputs.readwrite();
             let mut p = positives.readwrite();
             let mut n = negatives.readwrite();
-            let out = SasRecBatchMut { inputs: i.as_slice_mut()?, positives: p.as_slice_mut()?, negatives: n.as_slice_mut()? };
+            let out = SasRecBatchMut {
+                inputs: i.as_slice_mut()?,
+                positives: p.as_slice_mut()?,
+                negatives: n.as_slice_mut()?,
+            };
             let inner = &*self.inner;
-            py.detach(|| sasrec_batch(inner, users, max_len, num_negatives, seed, out)).map_err(to_py)?;
+            py.detach(|| sasrec_batch(inner, users, max_len, num_negatives, seed, out))
+                .map_err(to_py)?;
         }
         Ok((inputs, positives, negatives))
     }
@@ -88,7 +110,13 @@ impl SequenceStore {
     /// `n` items per user (int64, shape (B, n)) drawn uniformly with replacement from the items the user
     /// never interacted with: the candidates of the sampled evaluation protocol.
     #[pyo3(signature = (users, n, seed = 0))]
-    fn uniform_negatives<'py>(&self, py: Python<'py>, users: PyReadonlyArray1<'py, i64>, n: i64, seed: u64) -> PyResult<Bound<'py, PyArray2<i64>>> {
+    fn uniform_negatives<'py>(
+        &self,
+        py: Python<'py>,
+        users: PyReadonlyArray1<'py, i64>,
+        n: i64,
+        seed: u64,
+    ) -> PyResult<Bound<'py, PyArray2<i64>>> {
         self.candidates(py, users, n, None, seed)
     }
 
@@ -103,9 +131,16 @@ impl SequenceStore {
         alpha: f64,
     ) -> PyResult<Bound<'py, PyArray2<i64>>> {
         if !alpha.is_finite() || alpha < 0.0 {
-            return Err(PyValueError::new_err(format!("alpha must be finite and >= 0, got {alpha}")));
+            return Err(PyValueError::new_err(format!(
+                "alpha must be finite and >= 0, got {alpha}"
+            )));
         }
-        let weights: Vec<f64> = self.inner.item_counts().iter().map(|&c| if c == 0 { 0.0 } else { (c as f64).powf(alpha) }).collect();
+        let weights: Vec<f64> = self
+            .inner
+            .item_counts()
+            .iter()
+            .map(|&c| if c == 0 { 0.0 } else { (c as f64).powf(alpha) })
+            .collect();
         let table = AliasTable::new(&weights).map_err(to_py)?;
         self.candidates(py, users, n, Some(&table), seed)
     }
@@ -126,7 +161,8 @@ impl SequenceStore {
             let mut o = out.readwrite();
             let slice = o.as_slice_mut()?;
             let inner = &*self.inner;
-            py.detach(|| sampled_candidates(inner, users, n, table, seed, slice)).map_err(to_py)?;
+            py.detach(|| sampled_candidates(inner, users, n, table, seed, slice))
+                .map_err(to_py)?;
         }
         Ok(out)
     }
@@ -165,8 +201,15 @@ impl BatchBuilder {
         let seqs = store.inner.clone();
         let task = match task {
             "sasrec" => Task::SasRec,
-            "bert4rec" => Task::Bert4Rec { mask_prob, mask_token: mask_token.unwrap_or(seqs.num_items() + 1) },
-            other => return Err(PyValueError::new_err(format!("task must be 'sasrec' or 'bert4rec', got {other:?}"))),
+            "bert4rec" => Task::Bert4Rec {
+                mask_prob,
+                mask_token: mask_token.unwrap_or(seqs.num_items() + 1),
+            },
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "task must be 'sasrec' or 'bert4rec', got {other:?}"
+                )))
+            }
         };
         if num_negatives < 0 || num_in_batch < 0 {
             return Err(PyValueError::new_err(format!(
@@ -178,12 +221,23 @@ impl BatchBuilder {
         } else {
             let mode = NegativeMode::parse(negatives).map_err(to_py)?;
             Some(
-                NegativeSampler::new(&seqs, mode, num_negatives as usize, num_in_batch as usize, shared_negatives, exclude_seen, alpha)
-                    .map_err(to_py)?,
+                NegativeSampler::new(
+                    &seqs,
+                    mode,
+                    num_negatives as usize,
+                    num_in_batch as usize,
+                    shared_negatives,
+                    exclude_seen,
+                    alpha,
+                )
+                .map_err(to_py)?,
             )
         };
         let spec = BatchSpec::new(task, max_len, pad_to_max, sampler, num_threads).map_err(to_py)?;
-        Ok(BatchBuilder { store: seqs, spec: Arc::new(spec) })
+        Ok(BatchBuilder {
+            store: seqs,
+            spec: Arc::new(spec),
+        })
     }
 
     /// Negatives per slot (0 without a sampler).
@@ -195,7 +249,12 @@ impl BatchBuilder {
     /// Training sequences of `users`: `(users, ends)` int64 arrays, one per user, or with `stride > 0` one
     /// window every `stride` items back from the end of long histories. Users too short are left out.
     #[pyo3(signature = (users, stride = 0))]
-    fn segments<'py>(&self, py: Python<'py>, users: PyReadonlyArray1<'py, i64>, stride: i64) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>)> {
+    fn segments<'py>(
+        &self,
+        py: Python<'py>,
+        users: PyReadonlyArray1<'py, i64>,
+        stride: i64,
+    ) -> PyResult<ArrayPair<'py>> {
         if stride < 0 {
             return Err(PyValueError::new_err(format!("stride must be >= 0, got {stride}")));
         }
@@ -242,20 +301,37 @@ impl BatchBuilder {
         let len = batches.len();
         let seed = seqrec_core::rng::derive_seed(seed, epoch);
         let prefetcher = Prefetcher::start(self.store.clone(), self.spec.clone(), batches, seed, prefetch);
-        Ok(EpochIterator { inner: Mutex::new(prefetcher), len })
+        Ok(EpochIterator {
+            inner: Mutex::new(prefetcher),
+            len,
+        })
     }
 }
 
 impl BatchBuilder {
-    fn to_segments(&self, users: &PyReadonlyArray1<'_, i64>, ends: Option<&PyReadonlyArray1<'_, i64>>) -> PyResult<Vec<Segment>> {
+    fn to_segments(
+        &self,
+        users: &PyReadonlyArray1<'_, i64>,
+        ends: Option<&PyReadonlyArray1<'_, i64>>,
+    ) -> PyResult<Vec<Segment>> {
         let users = contiguous(users, "users")?;
         let checked = self.store.check_users(users).map_err(to_py)?;
         match ends {
-            None => Ok(checked.iter().map(|&u| Segment { user: u, end: self.store.sequence(u).len() }).collect()),
+            None => Ok(checked
+                .iter()
+                .map(|&u| Segment {
+                    user: u,
+                    end: self.store.sequence(u).len(),
+                })
+                .collect()),
             Some(e) => {
                 let e = contiguous(e, "ends")?;
                 if e.len() != users.len() {
-                    return Err(PyValueError::new_err(format!("ends has {} entries for {} users", e.len(), users.len())));
+                    return Err(PyValueError::new_err(format!(
+                        "ends has {} entries for {} users",
+                        e.len(),
+                        users.len()
+                    )));
                 }
                 checked
                     .iter()
@@ -264,7 +340,10 @@ impl BatchBuilder {
                         if end < 0 {
                             Err(PyValueError::new_err(format!("end {end} of user {u} is negative")))
                         } else {
-                            Ok(Segment { user: u, end: end as usize })
+                            Ok(Segment {
+                                user: u,
+                                end: end as usize,
+                            })
                         }
                     })
                     .collect()
@@ -302,40 +381,65 @@ impl EpochIterator {
     }
 }
 
-/// Owner of a batch buffer lent to numpy: when the last array viewing it is freed, the buffer goes back
-/// to the engine's pool for the next batch.
-#[pyclass(frozen, module = "seqrec._core")]
-pub struct RecycledBuffer {
-    i64s: Mutex<Vec<i64>>,
-    f32s: Mutex<Vec<f32>>,
+/// A batch buffer of either element type.
+enum Owned {
+    I64(Vec<i64>),
+    F32(Vec<f32>),
 }
 
-impl Drop for RecycledBuffer {
-    fn drop(&mut self) {
-        if let Ok(v) = self.i64s.get_mut() {
-            buffers::give_i64(std::mem::take(v));
-        }
-        if let Ok(v) = self.f32s.get_mut() {
-            buffers::give_f32(std::mem::take(v));
+/// Element types whose batch buffers are recycled.
+trait Recycle: numpy::Element + Sized {
+    fn own(v: Vec<Self>) -> Owned;
+    fn view(o: &Owned) -> &[Self];
+}
+
+impl Recycle for i64 {
+    fn own(v: Vec<Self>) -> Owned {
+        Owned::I64(v)
+    }
+    fn view(o: &Owned) -> &[Self] {
+        match o {
+            Owned::I64(v) => v,
+            Owned::F32(_) => &[],
         }
     }
 }
 
-fn lend_i64<'py>(py: Python<'py>, data: Vec<i64>, shape: &[usize]) -> PyResult<Bound<'py, PyAny>> {
-    let owner = Bound::new(py, RecycledBuffer { i64s: Mutex::new(data), f32s: Mutex::new(Vec::new()) })?;
-    let guard = owner.get().i64s.lock().map_err(|_| PyValueError::new_err("buffer lock poisoned"))?;
-    let view = ArrayView::from_shape(IxDyn(shape), &guard[..]).map_err(|e| PyValueError::new_err(e.to_string()))?;
-    // SAFETY: the array keeps `owner` alive as its base object, and the Vec it views is never touched again
-    // until `owner` is dropped (the lock guard only gives us the slice; nothing else locks it).
-    let array = unsafe { PyArray::borrow_from_array(&view, owner.clone().into_any()) };
-    Ok(array.into_any())
+impl Recycle for f32 {
+    fn own(v: Vec<Self>) -> Owned {
+        Owned::F32(v)
+    }
+    fn view(o: &Owned) -> &[Self] {
+        match o {
+            Owned::F32(v) => v,
+            Owned::I64(_) => &[],
+        }
+    }
 }
 
-fn lend_f32<'py>(py: Python<'py>, data: Vec<f32>, shape: &[usize]) -> PyResult<Bound<'py, PyAny>> {
-    let owner = Bound::new(py, RecycledBuffer { i64s: Mutex::new(Vec::new()), f32s: Mutex::new(data) })?;
-    let guard = owner.get().f32s.lock().map_err(|_| PyValueError::new_err("buffer lock poisoned"))?;
-    let view = ArrayView::from_shape(IxDyn(shape), &guard[..]).map_err(|e| PyValueError::new_err(e.to_string()))?;
-    // SAFETY: as in `lend_i64`.
+/// Owner of a batch buffer lent to numpy: when the last array viewing it is freed, the buffer goes back
+/// to the engine's pool for the next batch.
+#[pyclass(frozen, module = "seqrec._core")]
+pub struct RecycledBuffer {
+    data: Owned,
+}
+
+impl Drop for RecycledBuffer {
+    fn drop(&mut self) {
+        match std::mem::replace(&mut self.data, Owned::I64(Vec::new())) {
+            Owned::I64(v) => buffers::give_i64(v),
+            Owned::F32(v) => buffers::give_f32(v),
+        }
+    }
+}
+
+/// A numpy array of `shape` over `data`, without a copy; the buffer returns to the pool when it is freed.
+fn lend<'py, T: Recycle>(py: Python<'py>, data: Vec<T>, shape: &[usize]) -> PyResult<Bound<'py, PyAny>> {
+    let owner = Bound::new(py, RecycledBuffer { data: T::own(data) })?;
+    let view = ArrayView::from_shape(IxDyn(shape), T::view(&owner.get().data))
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    // SAFETY: the array holds `owner` as its base object, so the buffer outlives it, and nothing writes to
+    // the buffer until `owner` is dropped (then it is only handed back to the pool).
     let array = unsafe { PyArray::borrow_from_array(&view, owner.clone().into_any()) };
     Ok(array.into_any())
 }
@@ -345,12 +449,12 @@ fn batch_to_dict(py: Python<'_>, b: Batch) -> PyResult<Bound<'_, PyDict>> {
     let d = PyDict::new(py);
     let (rows, width, slots, k) = (b.rows, b.width, b.slots, b.k);
     d.set_item("users", PyArray1::from_vec(py, b.users))?;
-    d.set_item("inputs", lend_i64(py, b.inputs, &[rows, width])?)?;
-    d.set_item("targets", lend_i64(py, b.targets, &[rows, width])?)?;
+    d.set_item("inputs", lend(py, b.inputs, &[rows, width])?)?;
+    d.set_item("targets", lend(py, b.targets, &[rows, width])?)?;
     if k > 0 {
-        d.set_item("negatives", lend_i64(py, b.negatives, &[rows, slots, k])?)?;
-        d.set_item("negatives_logq", lend_f32(py, b.negatives_logq, &[rows, slots, k])?)?;
-        d.set_item("targets_logq", lend_f32(py, b.targets_logq, &[rows, width])?)?;
+        d.set_item("negatives", lend(py, b.negatives, &[rows, slots, k])?)?;
+        d.set_item("negatives_logq", lend(py, b.negatives_logq, &[rows, slots, k])?)?;
+        d.set_item("targets_logq", lend(py, b.targets_logq, &[rows, width])?)?;
     }
     Ok(d)
 }

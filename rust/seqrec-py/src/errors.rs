@@ -30,6 +30,8 @@ pub fn contiguous<'a, T: numpy::Element>(
     name: &str,
 ) -> pyo3::PyResult<&'a [T]> {
     array.as_slice().map_err(|_| {
-        PyValueError::new_err(format!("{name} must be a C-contiguous array (pass np.ascontiguousarray({name}))"))
+        PyValueError::new_err(format!(
+            "{name} must be a C-contiguous array (pass np.ascontiguousarray({name}))"
+        ))
     })
 }
