@@ -25,3 +25,21 @@ def test_training_benchmark_runs(tmp_path) -> None:
     # Length-aware batches pad less than batches padded to max_len.
     assert out["setups"]["seqrec"]["padding_fraction"] < out["setups"]["original"]["padding_fraction"]
     assert (tmp_path / "training.md").exists()
+
+
+@pytest.mark.slow
+def test_accuracy_runner_on_a_tiny_file_and_skips_missing_data(tmp_path, monkeypatch, capsys) -> None:
+    from benchmarks import accuracy
+
+    folder = tmp_path / "data" / "amazon-games"
+    folder.mkdir(parents=True)
+    lines = [f"{u} {(u * 7 + t * 3) % 40 + 1}" for u in range(1, 61) for t in range(6)]
+    (folder / "Video.txt").write_text("\n".join(lines) + "\n")
+    monkeypatch.setenv("SEQREC_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr("sys.argv", ["seqrec"])
+    rows = accuracy.main(["--configs", "sasrec_games", "sasrec_beauty", "--minutes", "1", "--out", str(tmp_path)])
+    assert [r["config"] for r in rows] == ["sasrec_games"]
+    assert "skipping sasrec_beauty" in capsys.readouterr().out
+    assert 0 <= rows[0]["test"]["sampled/hr@10"] <= 1
+    text = (tmp_path / "accuracy.md").read_text()
+    assert "SASRec paper (ICDM 2018)" in text and "uniform-100" in text

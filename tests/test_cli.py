@@ -90,3 +90,11 @@ def test_games_config_on_a_tiny_file_in_that_format(tmp_path: Path, monkeypatch:
 def test_console_script_help() -> None:
     res = subprocess.run([sys.executable, "-m", "seqrec.cli", "fit", "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "--data.path" in res.stdout and "--model.loss" in res.stdout
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_every_config_parses(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run(["fit", "--config", str(config), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    assert "max_len" in capsys.readouterr().out

@@ -1,0 +1,135 @@
+"""Accuracy on the public benchmarks, beside the published numbers for the same file and protocol.
+
+For each named config it trains (early stopping on validation NDCG@10, never on test) within a wall-clock
+budget, tests the best checkpoint by full ranking and by the sampled protocol of the source paper, and
+writes benchmarks/results/accuracy.json plus a markdown table. Configs whose data file is absent are skipped
+with a message. Data comes from $SEQREC_DATA_DIR (default ../shared/data).
+
+    python -m benchmarks.accuracy                                  # every config below
+    python -m benchmarks.accuracy --configs sasrec_games --minutes 30 --seeds 42 43 44
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+from benchmarks.common import RESULTS, write
+from seqrec.data.datamodule import resolve_data_path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Published HR@10 / NDCG@10 on exactly these files (see ../shared/data/README.md for the sources).
+PUBLISHED = {
+    "sasrec_games": [("SASRec paper (ICDM 2018)", "sampled", 0.7410, 0.5360),
+                     ("SASRec.pytorch, pre-LN", "sampled", 0.7442, 0.5376)],
+    "sasrec_games_best": [("SASRec.pytorch, pre-LN", "sampled", 0.7442, 0.5376)],
+    "sasrec_beauty": [("SASRec full CE, Klenitskiy & Vasilev", "full", 0.0533, 0.0327),
+                      ("SASRec softmax, RecTools benchmark", "full", 0.0595, 0.0359)],
+    "bert4rec_beauty": [("BERT4Rec paper (CIKM 2019)", "sampled", 0.3025, 0.1862),
+                        ("BERT4Rec, Klenitskiy & Vasilev", "full", 0.0338, 0.0187)],
+    "sasrec_beauty_s3": [("SASRec sampled softmax, eSASRec benchmark", "full", 0.0921, 0.0531),
+                         ("eSASRec, same benchmark", "full", 0.0928, 0.0523)],
+}
+PROTOCOL = {"sasrec_games": "uniform-100", "sasrec_games_best": "uniform-100", "sasrec_beauty": "popularity-100",
+            "bert4rec_beauty": "popularity-100", "sasrec_beauty_s3": "none"}
+
+
+def data_path(config: Path) -> str | None:
+    for line in config.read_text().splitlines():
+        if line.strip().startswith("path:"):
+            value = line.split("path:", 1)[1].split("#", 1)[0].strip()
+            return None if value in ("null", "") else value
+    return None
+
+
+def run_one(name: str, minutes: float, seed: int, out_dir: Path) -> dict | None:
+    from seqrec.cli import run
+
+    config = ROOT / "configs" / f"{name}.yaml"
+    path = data_path(config)
+    try:
+        if path is not None:
+            resolve_data_path(path)
+    except FileNotFoundError as e:
+        print(f"skipping {name}: {e}")
+        return None
+    root = out_dir / "runs" / f"{name}_seed{seed}"
+    hh, mm = divmod(int(minutes), 60)
+    start = time.perf_counter()
+    cli = run(["fit", "--config", str(config), f"--trainer.max_time=00:{hh:02d}:{mm:02d}:00",
+               f"--trainer.default_root_dir={root}", f"--trainer.logger.init_args.save_dir={root}",
+               "--trainer.enable_progress_bar=false", f"--seed_everything={seed}", f"--data.seed={seed}"])
+    elapsed = (time.perf_counter() - start) / 60
+    ckpt = cli.trainer.checkpoint_callback
+    return {
+        "config": name,
+        "seed": seed,
+        "epochs": int(cli.trainer.current_epoch),
+        "best_epoch_checkpoint": Path(ckpt.best_model_path).name if ckpt else "",
+        "minutes": elapsed,
+        "test": cli.model.results.get("test", {}),
+        "val": cli.model.results.get("val", {}),
+    }
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["# Accuracy on public benchmarks (leave-one-out; test split; best validation checkpoint)", "",
+             "Full ranking: the target against the whole catalogue, items the user saw excluded. Sampled: the "
+             "target against 100 negatives from unseen items, uniform or by popularity as the source paper did. "
+             "The two are not comparable.", "",
+             "| config | seed(s) | epochs | minutes | full HR@10 | full NDCG@10 | sampled protocol | sampled HR@10 | "
+             "sampled NDCG@10 | popularity full NDCG@10 |",
+             "|---|---|---:|---:|---:|---:|---|---:|---:|---:|"]
+    by_config: dict[str, list[dict]] = {}
+    for r in rows:
+        by_config.setdefault(r["config"], []).append(r)
+    for name, runs in by_config.items():
+        def agg(key: str) -> str:
+            values = [r["test"].get(key) for r in runs if key in r["test"]]
+            if not values:
+                return "–"
+            if len(values) == 1:
+                return f"{values[0]:.4f}"
+            return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+        seeds = ",".join(str(r["seed"]) for r in runs)
+        lines.append(f"| {name} | {seeds} | {max(r['epochs'] for r in runs)} | {max(r['minutes'] for r in runs):.0f} | "
+                     f"{agg('hr@10')} | {agg('ndcg@10')} | {PROTOCOL.get(name, '?')} | {agg('sampled/hr@10')} | "
+                     f"{agg('sampled/ndcg@10')} | {agg('popularity/ndcg@10')} |")
+    lines += ["", "Published numbers on the same files:", "", "| config | source | protocol | HR@10 | NDCG@10 |",
+              "|---|---|---|---:|---:|"]
+    for name in by_config:
+        for source, protocol, hr, ndcg in PUBLISHED.get(name, []):
+            shown = PROTOCOL[name] if protocol == "sampled" else "full"
+            lines.append(f"| {name} | {source} | {shown} | {hr:.4f} | {ndcg:.4f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configs", nargs="+", default=list(PUBLISHED))
+    p.add_argument("--minutes", type=float, default=30.0, help="training budget per run")
+    p.add_argument("--seeds", type=int, nargs="+", default=[42])
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--name", default="accuracy")
+    args = p.parse_args(argv)
+    rows = []
+    previous = args.out / f"{args.name}.json"
+    if previous.exists():  # keep results of configs not rerun now
+        rows = [r for r in json.loads(previous.read_text()).get("runs", []) if r["config"] not in args.configs]
+    for name in args.configs:
+        for seed in args.seeds:
+            r = run_one(name, args.minutes, seed, args.out)
+            if r is not None:
+                rows.append(r)
+    text = table(rows)
+    write(args.name, {"runs": rows}, text, args.out)
+    print(text)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
