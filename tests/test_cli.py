@@ -41,12 +41,13 @@ def test_every_config_key_is_commented(config: Path) -> None:
 @pytest.mark.parametrize(
     ("architecture", "loss", "negatives"),
     [("sasrec", "ce", "uniform"), ("sasrec", "bce", "uniform"), ("sasrec", "sampled_softmax", "mixed"),
-     ("sasrec", "gbce", "popularity"), ("bert4rec", "ce", "none"), ("bert4rec", "sampled_softmax", "in_batch")],
+     ("sasrec", "gbce", "popularity"), ("bert4rec", "ce", "none"), ("bert4rec", "sampled_softmax", "in_batch"),
+     ("sasrec", "bce", "uniform --data.shared_negatives=true --data.window_stride=4 --data.length_bucketing=false")],
 )
 def test_fit_prints_model_beside_popularity(tmp_path: Path, capsys: pytest.CaptureFixture[str], architecture: str,
                                             loss: str, negatives: str) -> None:
     cli = run(["fit", "--config", str(ROOT / "configs/sasrec_synthetic.yaml"), *TINY, *common(tmp_path),
-               f"--model.architecture={architecture}", f"--model.loss={loss}", f"--data.negatives={negatives}",
+               f"--model.architecture={architecture}", f"--model.loss={loss}", *f"--data.negatives={negatives}".split(),
                "--data.num_in_batch=2", "--model.norm_first=false"])
     assert cli.datamodule.task == architecture
     out = capsys.readouterr().out

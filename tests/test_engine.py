@@ -313,3 +313,14 @@ def test_recycled_buffers_never_change_a_live_batch(store) -> None:
     for seed in range(3):
         builder.build(users, seed=seed)
     assert torch.equal(tensor, torch.from_numpy(kept["inputs"]))
+
+
+def test_items_never_seen_in_training() -> None:
+    # Items 9 and 10 appear nowhere: popularity never draws them, uniform does.
+    items = np.array([1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3], dtype=np.int32)
+    store = SequenceStore(np.array([0, 4, 8, 11], dtype=np.int64), items, 10)
+    users = np.zeros(200, dtype=np.int64)
+    pop = BatchBuilder(store, 3, negatives="popularity", num_negatives=5).build(users, seed=0)["negatives"]
+    uni = BatchBuilder(store, 3, negatives="uniform", num_negatives=5).build(users, seed=0)["negatives"]
+    assert not np.isin(pop, [9, 10]).any() and np.isin(pop, [5, 6, 7, 8]).all()
+    assert np.isin(uni, [9, 10]).any() and not np.isin(uni, [1, 2, 3, 4]).any()
