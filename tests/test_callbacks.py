@@ -16,7 +16,8 @@ def test_throughput_monitor_counts_tokens_and_waits(tmp_path) -> None:
                          default_root_dir=tmp_path)
     trainer.fit(model, datamodule=dm)
     s = monitor.summary
-    assert 0.0 <= s["data_wait_fraction"] < 1.0
+    assert 0.0 <= s["data_wait_fraction"] < 1.0 and 0.0 <= s["loop_overhead_fraction"] < 1.0
+    assert dm.train_batches is not None and dm.train_batches.fetch_seconds > 0
     assert s["tokens_per_s"] > 0 and s["steps_per_s"] > 0
     assert s["sequences_per_s"] == pytest.approx(s["steps_per_s"] * 16, rel=0.2)  # full batches of 16
     # With fixed padding to 12, the padding share is exactly what the batches hold.

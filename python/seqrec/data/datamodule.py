@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
@@ -82,6 +83,7 @@ class TrainBatches(IterableDataset):
         self.epoch = epoch
         self.bucket = bucket
         self.prefetch = prefetch
+        self.fetch_seconds = 0.0  # time the consumer waited for batches this epoch (read by ThroughputMonitor)
         # One over the targets of an average full batch: the loss is a sum times this (see SeqRecModule).
         self.loss_scale = torch.tensor(1.0 / max(batch_size * targets_per_sequence, 1e-9), dtype=torch.float32)
 
@@ -92,9 +94,16 @@ class TrainBatches(IterableDataset):
         batches = self.builder.epoch(
             self.users, self.ends, self.batch_size, self.seed, self.epoch(), bucket=self.bucket, prefetch=self.prefetch
         )
-        for batch in batches:
+        self.fetch_seconds = 0.0
+        it = iter(batches)
+        while True:
+            start = time.perf_counter()
+            batch = next(it, None)
+            if batch is None:
+                return
             out = {name: torch.from_numpy(array) for name, array in batch.items()}
             out["loss_scale"] = self.loss_scale
+            self.fetch_seconds += time.perf_counter() - start
             yield out
 
 
@@ -214,6 +223,7 @@ class SeqRecDataModule(pl.LightningDataModule):
         self.split = LeaveOneOut.from_interactions(self.interactions)
         self._eval_batches: dict[str, list[dict[str, torch.Tensor]]] = {}
         self._builder: BatchBuilder | None = None
+        self.train_batches: TrainBatches | None = None
 
     def _load(self) -> Interactions:
         if self.path is None:
@@ -266,7 +276,7 @@ class SeqRecDataModule(pl.LightningDataModule):
         else:  # expected masked positions, counting the one forced when none is drawn
             n = np.minimum(ends, self.max_len).astype(float)
             targets = self.mask_prob * n + (1 - self.mask_prob) ** n
-        dataset = TrainBatches(
+        dataset = self.train_batches = TrainBatches(
             builder, users, ends, self.batch_size, self.seed, self._epoch, self.length_bucketing, self.prefetch,
             targets_per_sequence=float(targets.mean()) if targets.size else 1.0,
         )
