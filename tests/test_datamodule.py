@@ -14,8 +14,8 @@ def epoch_batches(dm: SeqRecDataModule, epoch: int) -> list[dict]:
 
 
 def test_train_batches_fixed_by_seed_and_epoch() -> None:
-    a = SeqRecDataModule(synthetic=TINY, batch_size=32, max_len=8, num_negatives=2, seed=5)
-    b = SeqRecDataModule(synthetic=TINY, batch_size=32, max_len=8, num_negatives=2, seed=5)
+    a = SeqRecDataModule(synthetic=TINY, batch_size=32, max_len=8, num_negatives=2, seed=5, batch_tokens=0)
+    b = SeqRecDataModule(synthetic=TINY, batch_size=32, max_len=8, num_negatives=2, seed=5, batch_tokens=0)
     ea, eb = epoch_batches(a, 0), epoch_batches(b, 0)
     assert len(ea) == len(a.train_dataloader()) == 7
     for x, y in zip(ea, eb):
@@ -86,12 +86,29 @@ def test_bad_sizes_are_rejected() -> None:
 
 
 def test_loss_scale_is_one_over_the_targets_of_an_average_batch() -> None:
-    dm = SeqRecDataModule(synthetic=TINY, batch_size=16, max_len=6)
+    for tokens in (None, 0):
+        dm = SeqRecDataModule(synthetic=TINY, batch_size=16, max_len=6, batch_tokens=tokens)
+        batches = epoch_batches(dm, 0)
+        targets = sum(int((b["targets"] != 0).sum()) for b in batches)
+        expected = len(batches) / targets
+        assert all(abs(float(b["loss_scale"]) - expected) < 1e-6 for b in batches)
+
+
+def test_token_budget_batches() -> None:
+    dm = SeqRecDataModule(synthetic=TINY, batch_size=16, max_len=10)  # budget: 16 x mean targets
+    split = dm.split
+    n = np.minimum(np.diff(split.train_offsets) - 1, 10)
+    budget = int(round(16 * n[n > 0].mean()))
     batches = epoch_batches(dm, 0)
-    targets = sum(int((b["targets"] != 0).sum()) for b in batches)
-    sequences = sum(b["targets"].shape[0] for b in batches)
-    expected = 1.0 / (16 * targets / sequences)
-    assert all(abs(float(b["loss_scale"]) - expected) < 1e-6 for b in batches)
+    assert len(batches) == len(dm.train_dataloader())
+    sizes = {b["inputs"].shape[0] for b in batches}
+    assert len(sizes) > 2  # short sequences come in larger batches
+    for b in batches:
+        assert b["inputs"].shape[0] == 1 or b["inputs"].numel() <= budget
+    users = np.concatenate([b["users"].numpy() for b in batches])
+    assert sorted(users.tolist()) == list(range(200))
+    with pytest.raises(ValueError, match="batch_tokens"):
+        SeqRecDataModule(synthetic=TINY, batch_tokens=-1)
 
 
 def test_bert4rec_batches_are_masked() -> None:

@@ -61,6 +61,9 @@ class TrainBatches(IterableDataset):
     The batch order of epoch e depends only on (seed, e), and each batch's sampling on (seed, e, batch),
     so a seed fixes every batch whatever the number of threads. Use it with ``DataLoader(batch_size=None,
     num_workers=0)``: the engine already builds ahead in parallel, and worker processes would only copy it.
+
+    Each batch carries ``loss_scale``, one over the targets of an average batch of the epoch: the model's
+    loss is the sum over targets times it (see ``SeqRecModule``).
     """
 
     def __init__(
@@ -73,7 +76,8 @@ class TrainBatches(IterableDataset):
         epoch: Callable[[], int],
         bucket: bool = True,
         prefetch: int = 2,
-        targets_per_sequence: float = 1.0,
+        max_tokens: int = 0,
+        expected_targets: float = 1.0,
     ):
         self.builder = builder
         self.users = users
@@ -83,16 +87,18 @@ class TrainBatches(IterableDataset):
         self.epoch = epoch
         self.bucket = bucket
         self.prefetch = prefetch
+        self.max_tokens = max_tokens
         self.fetch_seconds = 0.0  # time the consumer waited for batches this epoch (read by ThroughputMonitor)
-        # One over the targets of an average full batch: the loss is a sum times this (see SeqRecModule).
-        self.loss_scale = torch.tensor(1.0 / max(batch_size * targets_per_sequence, 1e-9), dtype=torch.float32)
+        self.num_batches = builder.num_batches(users, ends, batch_size, seed, 0, bucket=bucket, max_tokens=max_tokens)
+        self.loss_scale = torch.tensor(self.num_batches / max(expected_targets, 1e-9), dtype=torch.float32)
 
     def __len__(self) -> int:
-        return -(-self.users.size // self.batch_size)
+        return self.num_batches
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         batches = self.builder.epoch(
-            self.users, self.ends, self.batch_size, self.seed, self.epoch(), bucket=self.bucket, prefetch=self.prefetch
+            self.users, self.ends, self.batch_size, self.seed, self.epoch(), bucket=self.bucket,
+            prefetch=self.prefetch, max_tokens=self.max_tokens,
         )
         self.fetch_seconds = 0.0
         it = iter(batches)
@@ -150,6 +156,10 @@ class SeqRecDataModule(pl.LightningDataModule):
     length_bucketing : bool
         Group sequences of similar length into a batch and pad each batch only to its longest sequence
         (False pads every batch to ``max_len``, as the original SASRec).
+    batch_tokens : int or None
+        With length bucketing, a batch holds as many sequences as fit in this many padded positions, so
+        every step trains on about as many targets (None: ``batch_size`` times the mean targets per
+        sequence, which keeps the steps per epoch of fixed batches; 0: always ``batch_size`` sequences).
     window_stride : int
         With ``w > 0``, a history longer than ``max_len`` also trains as windows ending every ``w`` items
         back from its end (``w <= max_len`` covers every transition); 0 keeps only the most recent window.
@@ -182,6 +192,7 @@ class SeqRecDataModule(pl.LightningDataModule):
         exclude_seen: bool = True,
         popularity_alpha: float = 1.0,
         length_bucketing: bool = True,
+        batch_tokens: int | None = None,
         window_stride: int = 0,
         prefetch: int = 2,
         task: Literal["sasrec", "bert4rec"] = "sasrec",
@@ -195,6 +206,8 @@ class SeqRecDataModule(pl.LightningDataModule):
                             ("num_sampled", num_sampled), ("prefetch", prefetch)):
             if value < 1:
                 raise ValueError(f"{name} must be positive, got {value}")
+        if batch_tokens is not None and batch_tokens < 0:
+            raise ValueError(f"batch_tokens must be >= 0 or None, got {batch_tokens}")
         for name, value in (("num_negatives", num_negatives), ("num_in_batch", num_in_batch),
                             ("window_stride", window_stride)):
             if value < 0:
@@ -212,6 +225,7 @@ class SeqRecDataModule(pl.LightningDataModule):
         self.exclude_seen = exclude_seen
         self.popularity_alpha = popularity_alpha
         self.length_bucketing = length_bucketing
+        self.batch_tokens = batch_tokens
         self.window_stride = window_stride
         self.prefetch = prefetch
         self.sampled_eval = sampled_eval
@@ -276,9 +290,13 @@ class SeqRecDataModule(pl.LightningDataModule):
         else:  # expected masked positions, counting the one forced when none is drawn
             n = np.minimum(ends, self.max_len).astype(float)
             targets = self.mask_prob * n + (1 - self.mask_prob) ** n
+        max_tokens = self.batch_tokens
+        if max_tokens is None:
+            filled = np.minimum(ends - 1 if self.task == "sasrec" else ends, self.max_len)
+            max_tokens = int(round(self.batch_size * filled.mean())) if self.length_bucketing and filled.size else 0
         dataset = self.train_batches = TrainBatches(
             builder, users, ends, self.batch_size, self.seed, self._epoch, self.length_bucketing, self.prefetch,
-            targets_per_sequence=float(targets.mean()) if targets.size else 1.0,
+            max_tokens=max(max_tokens, 0), expected_targets=float(targets.sum()),
         )
         return DataLoader(dataset, batch_size=None, num_workers=0)
 

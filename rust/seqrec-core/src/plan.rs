@@ -29,17 +29,22 @@ pub fn make_segments(seqs: &Sequences, spec: &BatchSpec, users: &[i64], stride: 
     Ok(out)
 }
 
-/// Shuffles `segments` for `epoch` and cuts them into batches of `batch_size`.
+/// Shuffles `segments` for `epoch` and cuts them into batches.
 ///
-/// With `bucket`, the shuffled list is cut into groups of `bucket_batches` batches, each group sorted by
-/// length, so that a batch holds sequences of similar length and pads little; the order of the batches is
-/// then shuffled. Everything depends only on (seed, epoch).
+/// With `bucket`, the shuffled list is cut into groups of `bucket_batches * batch_size` sequences, each
+/// group sorted by length, so that a batch holds sequences of similar length and pads little; the order of
+/// the batches is then shuffled. Batches hold `batch_size` sequences, or with `max_tokens > 0` as many as
+/// fit in `max_tokens` padded positions (at least one): long sequences come in small batches and short
+/// ones in large batches, so every step sees about the same number of targets, which keeps the gradient
+/// scale steady from step to step. Everything depends only on (seed, epoch).
+#[allow(clippy::too_many_arguments)]
 pub fn plan_epoch(
     spec: &BatchSpec,
     segments: &[Segment],
     batch_size: i64,
     bucket: bool,
     bucket_batches: usize,
+    max_tokens: usize,
     seed: u64,
     epoch: u64,
 ) -> Result<Vec<Vec<Segment>>> {
@@ -47,13 +52,35 @@ pub fn plan_epoch(
     let mut rng = Rng::for_stream(derive_seed(seed, epoch), u64::MAX);
     let mut order: Vec<Segment> = segments.to_vec();
     shuffle(&mut rng, &mut order);
-    if bucket {
-        let group = batch_size * bucket_batches.max(1);
-        for chunk in order.chunks_mut(group) {
+    let group = if bucket {
+        batch_size * bucket_batches.max(1)
+    } else {
+        order.len().max(1)
+    };
+    let mut batches: Vec<Vec<Segment>> = Vec::new();
+    for chunk in order.chunks_mut(group) {
+        if bucket {
             chunk.sort_by_key(|s| std::cmp::Reverse(spec.filled(s.end)));
         }
+        if max_tokens == 0 {
+            batches.extend(chunk.chunks(batch_size).map(|c| c.to_vec()));
+            continue;
+        }
+        let mut current: Vec<Segment> = Vec::new();
+        let mut width = 0;
+        for &s in chunk.iter() {
+            let w = width.max(spec.filled(s.end).max(1));
+            if !current.is_empty() && (current.len() + 1) * w > max_tokens {
+                batches.push(std::mem::take(&mut current));
+                width = 0;
+            }
+            width = width.max(spec.filled(s.end).max(1));
+            current.push(s);
+        }
+        if !current.is_empty() {
+            batches.push(current);
+        }
     }
-    let mut batches: Vec<Vec<Segment>> = order.chunks(batch_size).map(|c| c.to_vec()).collect();
     if bucket {
         shuffle(&mut rng, &mut batches);
     }
@@ -104,8 +131,8 @@ mod tests {
         let spec = BatchSpec::new(Task::SasRec, 60, false, None, 1).unwrap();
         let users: Vec<i64> = (0..200).collect();
         let segs = make_segments(&seqs, &spec, &users, 0).unwrap();
-        let plain = plan_epoch(&spec, &segs, 20, false, 8, 1, 0).unwrap();
-        let bucketed = plan_epoch(&spec, &segs, 20, true, 8, 1, 0).unwrap();
+        let plain = plan_epoch(&spec, &segs, 20, false, 8, 0, 1, 0).unwrap();
+        let bucketed = plan_epoch(&spec, &segs, 20, true, 8, 0, 1, 0).unwrap();
         for plan in [&plain, &bucketed] {
             let mut seen: Vec<usize> = plan.iter().flatten().map(|s| s.user).collect();
             seen.sort();
@@ -125,7 +152,16 @@ mod tests {
             waste(&bucketed),
             waste(&plain)
         );
-        assert_eq!(plan_epoch(&spec, &segs, 20, true, 8, 1, 0).unwrap(), bucketed);
-        assert_ne!(plan_epoch(&spec, &segs, 20, true, 8, 1, 1).unwrap(), bucketed);
+        assert_eq!(plan_epoch(&spec, &segs, 20, true, 8, 0, 1, 0).unwrap(), bucketed);
+        assert_ne!(plan_epoch(&spec, &segs, 20, true, 8, 0, 1, 1).unwrap(), bucketed);
+        // A token budget: every batch within it (or a single sequence), every segment once.
+        let budgeted = plan_epoch(&spec, &segs, 20, true, 8, 300, 1, 0).unwrap();
+        let mut seen: Vec<usize> = budgeted.iter().flatten().map(|s| s.user).collect();
+        seen.sort();
+        assert_eq!(seen, (0..200).collect::<Vec<_>>());
+        for b in &budgeted {
+            let w = b.iter().map(|s| spec.filled(s.end)).max().unwrap();
+            assert!(b.len() == 1 || b.len() * w <= 300, "{} x {}", b.len(), w);
+        }
     }
 }

@@ -282,8 +282,9 @@ impl BatchBuilder {
 
     /// The batches of one epoch of the training sequences `(users, ends)`, built on a background thread at
     /// most `prefetch` ahead. Order depends only on (seed, epoch); with `bucket`, batches group sequences of
-    /// similar length (within groups of `bucket_batches` batches) and pad only to their longest one.
-    #[pyo3(signature = (users, ends, batch_size, seed, epoch, bucket = true, bucket_batches = 64, prefetch = 2))]
+    /// similar length (within groups of `bucket_batches` batches) and pad only to their longest one; with
+    /// `max_tokens > 0` a batch holds as many sequences as fit in that many padded positions.
+    #[pyo3(signature = (users, ends, batch_size, seed, epoch, bucket = true, bucket_batches = 64, prefetch = 2, max_tokens = 0))]
     #[allow(clippy::too_many_arguments)]
     fn epoch(
         &self,
@@ -295,9 +296,20 @@ impl BatchBuilder {
         bucket: bool,
         bucket_batches: usize,
         prefetch: usize,
+        max_tokens: usize,
     ) -> PyResult<EpochIterator> {
         let segs = self.to_segments(&users, Some(&ends))?;
-        let batches = plan_epoch(&self.spec, &segs, batch_size, bucket, bucket_batches, seed, epoch).map_err(to_py)?;
+        let batches = plan_epoch(
+            &self.spec,
+            &segs,
+            batch_size,
+            bucket,
+            bucket_batches,
+            max_tokens,
+            seed,
+            epoch,
+        )
+        .map_err(to_py)?;
         let len = batches.len();
         let seed = seqrec_core::rng::derive_seed(seed, epoch);
         let prefetcher = Prefetcher::start(self.store.clone(), self.spec.clone(), batches, seed, prefetch);
@@ -305,6 +317,35 @@ impl BatchBuilder {
             inner: Mutex::new(prefetcher),
             len,
         })
+    }
+
+    /// How many batches `epoch` would yield with the same arguments (without building any).
+    #[pyo3(signature = (users, ends, batch_size, seed, epoch, bucket = true, bucket_batches = 64, max_tokens = 0))]
+    #[allow(clippy::too_many_arguments)]
+    fn num_batches(
+        &self,
+        users: PyReadonlyArray1<'_, i64>,
+        ends: PyReadonlyArray1<'_, i64>,
+        batch_size: i64,
+        seed: u64,
+        epoch: u64,
+        bucket: bool,
+        bucket_batches: usize,
+        max_tokens: usize,
+    ) -> PyResult<usize> {
+        let segs = self.to_segments(&users, Some(&ends))?;
+        let batches = plan_epoch(
+            &self.spec,
+            &segs,
+            batch_size,
+            bucket,
+            bucket_batches,
+            max_tokens,
+            seed,
+            epoch,
+        )
+        .map_err(to_py)?;
+        Ok(batches.len())
     }
 }
 
