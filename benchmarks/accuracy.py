@@ -7,6 +7,7 @@ with a message. Data comes from $SEQREC_DATA_DIR (default ../shared/data).
 
     python -m benchmarks.accuracy                                  # every config below
     python -m benchmarks.accuracy --configs sasrec_games --minutes 30 --seeds 42 43 44
+    python -m benchmarks.accuracy --merge accuracy_a accuracy_b    # combine runs made in parallel
 """
 
 from __future__ import annotations
@@ -115,7 +116,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--seeds", type=int, nargs="+", default=[42])
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--name", default="accuracy")
+    p.add_argument("--merge", nargs="+", default=None, metavar="NAME",
+                   help="train nothing: combine the runs of these result files (e.g. runs made in parallel)")
     args = p.parse_args(argv)
+    if args.merge:
+        rows = [r for name in args.merge for r in json.loads((args.out / f"{name}.json").read_text())["runs"]]
+        text = table(rows)
+        write(args.name, {"runs": rows}, text, args.out)
+        print(text)
+        return rows
     rows = []
     previous = args.out / f"{args.name}.json"
     if previous.exists():  # keep results of configs not rerun now

@@ -43,3 +43,6 @@ def test_accuracy_runner_on_a_tiny_file_and_skips_missing_data(tmp_path, monkeyp
     assert 0 <= rows[0]["test"]["sampled/hr@10"] <= 1
     text = (tmp_path / "accuracy.md").read_text()
     assert "SASRec paper (ICDM 2018)" in text and "uniform-100" in text
+    (tmp_path / "accuracy.json").rename(tmp_path / "part.json")
+    merged = accuracy.main(["--merge", "part", "--out", str(tmp_path)])
+    assert merged == json.loads((tmp_path / "accuracy.json").read_text())["runs"] == rows
