@@ -252,14 +252,15 @@ DETERMINISM = """
 import json, numpy as np
 from seqrec.data.synthetic import make_synthetic
 from seqrec._core import SequenceStore, BatchBuilder
-d = make_synthetic(num_users=300, num_items=120, seed=4)
+d = make_synthetic(num_users=3000, num_items=400, mean_length=30.0, seed=4)
 s = SequenceStore(d.offsets, d.items, d.num_items)
 out = []
 for kw in (dict(task="sasrec", negatives="mixed", num_negatives=2, num_in_batch=2),
            dict(task="bert4rec", negatives="popularity", num_negatives=3)):
-    b = BatchBuilder(s, 20, **kw)
-    u, e = b.segments(np.arange(300, dtype=np.int64), 5)
-    for batch in b.epoch(u, e, 64, seed=9, epoch=2):
+    b = BatchBuilder(s, 30, **kw)
+    u, e = b.segments(np.arange(3000, dtype=np.int64), 10)
+    # batches of 2000 sequences: big enough for the engine to use its thread pool
+    for batch in b.epoch(u, e, 2000, seed=9, epoch=2):
         out.append(float(sum(np.sum(v * (np.arange(v.size).reshape(v.shape) % 997)) for v in batch.values())))
 print(json.dumps(out))
 """

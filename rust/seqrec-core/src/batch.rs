@@ -171,7 +171,10 @@ pub fn build_batch(seqs: &Sequences, spec: &BatchSpec, segments: &[Segment], see
         negatives_logq: buffers::take_f32(rows * slots * k),
         targets_logq: buffers::take_f32(if k > 0 { rows * width } else { 0 }),
     };
-    pool::run(spec.num_threads, |parallel| -> Result<()> {
+    // Waking the pool costs tens of microseconds: below this much work one thread is faster.
+    const PARALLEL_MIN_WORK: usize = 1 << 17;
+    let threads = if rows * width * (k + 1) < PARALLEL_MIN_WORK { 1 } else { spec.num_threads };
+    pool::run(threads, |parallel| -> Result<()> {
         let fill = |(row, (inp, tgt)): (usize, (&mut [i64], &mut [i64]))| {
             fill_sequence(seqs, spec, segments[row], Rng::for_stream(seed, row as u64), inp, tgt)
         };
@@ -202,6 +205,9 @@ pub fn build_batch(seqs: &Sequences, spec: &BatchSpec, segments: &[Segment], see
             blocks.resize(rows, (0, 0));
         }
         let sample_row = |(row, ((ni, nq), tq)): RowBuffers<'_>| -> Result<()> {
+            ni.fill(0);
+            nq.fill(0.0);
+            tq.fill(0.0);
             let u = segments[row].user;
             let ctx = neg.user_context(seqs, u);
             // Stream (seed, rows + row): independent of the stream that masked this row.
@@ -209,9 +215,12 @@ pub fn build_batch(seqs: &Sequences, spec: &BatchSpec, segments: &[Segment], see
             let tgt = &b.targets[row * width..(row + 1) * width];
             let first = tgt.iter().position(|&t| t != 0).unwrap_or(width);
             neg.fill_log_q(&ctx, &tgt[first..], &mut tq[first..]);
-            for (t, q) in tgt.iter().zip(tq.iter_mut()) {
-                if *t == 0 {
-                    *q = 0.0; // BERT4Rec rows have unmasked positions among the targets
+            if matches!(spec.task, Task::Bert4Rec { .. }) {
+                // Cloze rows have unmasked positions among the targets: they carry no log-probability.
+                for (t, q) in tgt.iter().zip(tq.iter_mut()) {
+                    if *t == 0 {
+                        *q = 0.0;
+                    }
                 }
             }
             let seen: &[i32] = if neg.exclude_seen { seqs.seen(u) } else { &[] };
@@ -255,6 +264,9 @@ pub fn build_batch(seqs: &Sequences, spec: &BatchSpec, segments: &[Segment], see
 
 /// Writes one left-padded row: SASRec shifted pairs, or BERT4Rec masked inputs with their labels.
 fn fill_sequence(seqs: &Sequences, spec: &BatchSpec, seg: Segment, mut rng: Rng, inp: &mut [i64], tgt: &mut [i64]) {
+    // Buffers are recycled: every row writes all of its positions, padding included.
+    inp.fill(0);
+    tgt.fill(0);
     let seq = &seqs.sequence(seg.user)[..seg.end];
     let width = inp.len();
     let n = spec.filled(seg.end).min(width);
@@ -448,22 +460,20 @@ mod tests {
 
     #[test]
     fn threads_do_not_change_the_batch() {
-        let items: Vec<i32> = (0..3000).map(|x| (x * 7 % 499) + 1).collect();
-        let offsets: Vec<i64> = (0..=100).map(|u| u * 30).collect();
+        // Large enough (rows x width x (k + 1) over PARALLEL_MIN_WORK) that the pool really runs it.
+        let (users, len) = (3000usize, 40usize);
+        let items: Vec<i32> = (0..users * len).map(|x| (x * 7 % 499) as i32 + 1).collect();
+        let offsets: Vec<i64> = (0..=users).map(|u| (u * len) as i64).collect();
         let seqs = Sequences::new(&offsets, &items, 500).unwrap();
-        let segs: Vec<Segment> = (0..100)
-            .map(|u| Segment {
-                user: u,
-                end: 5 + u % 25,
-            })
-            .collect();
+        let segs: Vec<Segment> = (0..users).map(|u| Segment { user: u, end: 5 + u % 35 }).collect();
         for mode in [NegativeMode::Uniform, NegativeMode::Mixed] {
             let sampler = NegativeSampler::new(&seqs, mode, 2, 2, false, true, 1.0).unwrap();
-            let one = BatchSpec::new(Task::SasRec, 10, false, Some(sampler.clone()), 1).unwrap();
-            let all = BatchSpec::new(Task::SasRec, 10, false, Some(sampler), 0).unwrap();
+            let one = BatchSpec::new(Task::SasRec, 30, false, Some(sampler.clone()), 1).unwrap();
+            let all = BatchSpec::new(Task::SasRec, 30, false, Some(sampler), 0).unwrap();
             let a = build_batch(&seqs, &one, &segs, 3).unwrap();
             let b = build_batch(&seqs, &all, &segs, 3).unwrap();
-            assert_eq!((a.inputs, a.negatives), (b.inputs, b.negatives));
+            assert!(a.rows * a.width * (a.k + 1) >= 1 << 17);
+            assert_eq!((a.inputs, a.negatives, a.negatives_logq), (b.inputs, b.negatives, b.negatives_logq));
         }
     }
 
