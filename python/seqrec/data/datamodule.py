@@ -75,7 +75,7 @@ class TrainBatches(IterableDataset):
         seed: int,
         epoch: Callable[[], int],
         bucket: bool = True,
-        prefetch: int = 2,
+        prefetch: int = 8,
         max_tokens: int = 0,
         expected_targets: float = 1.0,
     ):
@@ -194,7 +194,7 @@ class SeqRecDataModule(pl.LightningDataModule):
         length_bucketing: bool = True,
         batch_tokens: int | None = None,
         window_stride: int = 0,
-        prefetch: int = 2,
+        prefetch: int = 8,
         task: Literal["sasrec", "bert4rec"] = "sasrec",
         mask_prob: float = 0.2,
         sampled_eval: Literal["none", "uniform", "popularity"] = "none",
