@@ -73,7 +73,23 @@ class BatchBuilder:
         bucket: bool = True,
         bucket_batches: int = 64,
         prefetch: int = 2,
-    ) -> EpochIterator: ...
+        max_tokens: int = 0,
+    ) -> EpochIterator:
+        """The batches of one epoch, built ahead on a background thread. With ``bucket``, sequences of similar
+        length share a batch (groups of ``bucket_batches`` batches sorted by length, batch order shuffled);
+        with ``max_tokens > 0`` a batch holds as many sequences as fit in that many padded positions."""
+    def num_batches(
+        self,
+        users: I64,
+        ends: I64,
+        batch_size: int,
+        seed: int,
+        epoch: int,
+        bucket: bool = True,
+        bucket_batches: int = 64,
+        max_tokens: int = 0,
+    ) -> int:
+        """How many batches ``epoch`` yields with the same arguments."""
 
 class EpochIterator(Iterator[dict[str, np.ndarray]]):
     """One epoch's batches, built ahead on a background thread."""
