@@ -61,10 +61,17 @@ def run_one(name: str, minutes: float, seed: int, out_dir: Path) -> dict | None:
     root = out_dir / "runs" / f"{name}_seed{seed}"
     hh, mm = divmod(int(minutes), 60)
     start = time.perf_counter()
+    loggers = json.dumps([
+        {"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": str(root)}},
+        {"class_path": "seqrec.tracking.WandbLogger", "init_args": {"save_dir": str(root), "name": f"{name}_seed{seed}"}},
+    ])
     cli = run(["fit", "--config", str(config), f"--trainer.max_time=00:{hh:02d}:{mm:02d}:00",
-               f"--trainer.default_root_dir={root}", f"--trainer.logger.init_args.save_dir={root}",
+               f"--trainer.default_root_dir={root}", f"--trainer.logger={loggers}",
                "--trainer.enable_progress_bar=false", f"--seed_everything={seed}", f"--data.seed={seed}"])
     elapsed = (time.perf_counter() - start) / 60
+    import wandb
+
+    wandb.finish()  # one W&B run per config and seed
     ckpt = cli.trainer.checkpoint_callback
     return {
         "config": name,

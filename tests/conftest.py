@@ -27,10 +27,16 @@ def rng() -> np.random.Generator:
 
 
 @pytest.fixture(autouse=True)
-def _quiet_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Tests must never need an account or a network.
+def _quiet_env(monkeypatch: pytest.MonkeyPatch):
+    # Tests must never need an account or a network; each test's W&B run (even a disabled one) ends with it.
     monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setenv("WANDB_SILENT", "true")
     os.environ.setdefault("PYTHONHASHSEED", "0")
+    yield
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish()
 
 
 @pytest.fixture(autouse=True)

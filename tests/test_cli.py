@@ -21,11 +21,16 @@ TINY = [
 ]
 
 
+def csv_logger(save_dir: Path) -> str:
+    """The configs' logger list replaced by a CSV logger under ``save_dir`` (W&B has its own test)."""
+    return '--trainer.logger=[{"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": "%s"}}]' % save_dir
+
+
 def common(tmp_path: Path, epochs: int = 2) -> list[str]:
     return [
         f"--trainer.max_epochs={epochs}",
         f"--trainer.default_root_dir={tmp_path}",
-        f"--trainer.logger.init_args.save_dir={tmp_path}",
+        csv_logger(tmp_path),
         "--trainer.enable_progress_bar=false",
     ]
 
@@ -99,3 +104,47 @@ def test_every_config_parses(config: Path, capsys: pytest.CaptureFixture[str]) -
         run(["fit", "--config", str(config), "--print_config"])
     assert exit_info.value.code in (0, None)
     assert "max_len" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_wandb_offline_run_records_config_metrics_table_and_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    import json
+
+    import wandb
+
+    from seqrec.tracking import read_offline_run
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    loggers = json.dumps([
+        {"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": str(tmp_path)}},
+        {"class_path": "seqrec.tracking.WandbLogger", "init_args": {"save_dir": str(tmp_path)}},
+    ])
+    cli = run(["fit", "--config", str(ROOT / "configs/sasrec_synthetic.yaml"), *TINY, "--trainer.max_epochs=2",
+               f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false",
+               "--trainer.log_every_n_steps=1", f"--trainer.logger={loggers}"])
+    wandb.finish()  # a CLI process finishes its run at exit; here the test reads it first
+    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    record = read_offline_run(runs[0])
+    assert record["config"]["loss"] == "ce" and record["config"]["hidden_size"] == 16
+    assert record["config"]["dataset"]["users"] == 300
+    logged = {k for row in record["history"] for k in row}
+    for key in ("train/loss", "val/ndcg@10", "val/hr@10", "val/mrr@10", "train/tokens_per_s",
+                "train/data_wait_fraction", "test/ndcg@10", "test/recommendations"):
+        assert key in logged, key
+    assert "test/recommendations" in record["tables"]
+    assert any(a.startswith("model-") for a in record["artifacts"])
+    assert record["summary"]["test/ndcg@10"] == pytest.approx(cli.model.results["test"]["ndcg@10"], abs=1e-6)
+
+
+def test_wandb_mode_from_environment(monkeypatch) -> None:
+    from seqrec.tracking import resolve_mode
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert resolve_mode("offline") == "disabled"
+    monkeypatch.delenv("WANDB_MODE")
+    assert resolve_mode("offline") == "offline"
+    monkeypatch.setenv("WANDB_MODE", "sometimes")
+    with pytest.raises(ValueError, match="W&B mode"):
+        resolve_mode("offline")

@@ -25,6 +25,8 @@ class SeqRecCLI(LightningCLI):
     def before_fit(self) -> None:
         stats = self.datamodule.stats()
         print("Dataset " + self.datamodule.dataset_name + ": " + ", ".join(f"{k}={_fmt(v)}" for k, v in stats.items()))
+        for logger in self.trainer.loggers:
+            logger.log_hyperparams({"dataset": {"name": self.datamodule.dataset_name, **stats}})
 
     def after_fit(self) -> None:
         if not self.config[self.subcommand].get("test_after_fit", True):

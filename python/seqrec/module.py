@@ -161,15 +161,19 @@ class SeqRecModule(pl.LightningModule):
             self._sums[key] = self._sums.get(key, 0.0) + v.sum().double()
 
     def _eval_step(self, batch: dict[str, torch.Tensor]) -> None:
-        inputs = batch["inputs"]
-        if isinstance(self.model, BERT4Rec):
-            inputs = self.model.with_mask_appended(inputs)  # predict the item after the history
-        hidden = self.model(inputs)[:, -1]  # (B, D): left padding puts the latest position last
-        scores = self.model.score_all(hidden).float()  # (B, N + 1)
+        scores = self._scores(batch)
         pop = self.popularity.unsqueeze(0).expand_as(scores)  # (B, N + 1)
         self._accumulate("", batch_metrics(scores, batch, self.ks, self.exclude_seen))
         self._accumulate("popularity/", batch_metrics(pop, batch, self.ks, self.exclude_seen))
         self._count += batch["inputs"].shape[0]
+
+    def _scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, N + 1) scores of every item for the users of an evaluation batch."""
+        inputs = batch["inputs"]
+        if isinstance(self.model, BERT4Rec):
+            inputs = self.model.with_mask_appended(inputs)  # predict the item after the history
+        hidden = self.model(inputs)[:, -1]  # (B, D): left padding puts the latest position last
+        return self.model.score_all(hidden).float()  # (B, N + 1)
 
     def _eval_start(self) -> None:
         self._sums, self._count = {}, 0
@@ -197,11 +201,40 @@ class SeqRecModule(pl.LightningModule):
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch)
+        if batch_idx == 0:
+            self._sample_recommendations(batch)
 
     def on_test_epoch_end(self) -> None:
         results = self._eval_end("test")
         if results:
             self.print(format_results(results, self.ks, self._describe_eval()))
+        self._log_recommendations()
+
+    def _sample_recommendations(self, batch: dict[str, torch.Tensor], users: int = 8, k: int = 10) -> None:
+        """Keeps the top-k (seen items excluded) of the first few test users, for a table in the logs."""
+        part = {name: v[:users] for name, v in batch.items() if name not in ("history_rows", "history_items")}
+        rows = batch["history_rows"] < users
+        part["history_rows"], part["history_items"] = batch["history_rows"][rows], batch["history_items"][rows]
+        scores = self._scores(part)
+        scores[:, 0] = float("-inf")
+        scores[part["history_rows"], part["history_items"]] = float("-inf")
+        top = scores.topk(k, dim=1).indices
+        self._recommendations = (part["users"].cpu(), part["inputs"].cpu(), part["targets"].cpu(), top.cpu())
+
+    def _log_recommendations(self) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        sample = getattr(self, "_recommendations", None)
+        if sample is None or dm is None or not hasattr(dm, "interactions"):
+            return
+        raw_users, raw_items = dm.interactions.raw_user_ids, dm.interactions.raw_item_ids
+        users, inputs, targets, top = sample
+        rows = []
+        for u, seq, target, rec in zip(users.tolist(), inputs.tolist(), targets.tolist(), top.tolist()):
+            recent = [str(raw_items[i]) for i in seq if i != 0][-5:]
+            rows.append([str(raw_users[u]), " ".join(recent), str(raw_items[target]), " ".join(str(raw_items[i]) for i in rec)])
+        for logger in self.loggers:
+            if hasattr(logger, "log_table"):
+                logger.log_table("test/recommendations", columns=["user", "recent items", "next item", "top-10"], data=rows)
 
     def _describe_eval(self) -> dict[str, Any]:
         dm = getattr(self.trainer, "datamodule", None)
