@@ -148,3 +148,11 @@ def test_wandb_mode_from_environment(monkeypatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "sometimes")
     with pytest.raises(ValueError, match="W&B mode"):
         resolve_mode("offline")
+
+
+def test_no_progress_bar_without_a_terminal(tmp_path: Path) -> None:
+    # pytest captures stdout, so there is no terminal here, as in CI.
+    cli = run(["fit", "--config", str(ROOT / "configs/sasrec_synthetic.yaml"), *TINY, "--trainer.max_epochs=1",
+               f"--trainer.default_root_dir={tmp_path}", csv_logger(tmp_path), "--test_after_fit=false",
+               "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1"])
+    assert cli.trainer.progress_bar_callback is None

@@ -22,6 +22,13 @@ class SeqRecCLI(LightningCLI):
             help="After fit, evaluate the best checkpoint on the test split and print the results table.",
         )
 
+    def before_instantiate_classes(self) -> None:
+        # A progress bar redrawn into a log file (CI, nohup) is noise: without a terminal, show none unless
+        # the config or command line asked for one.
+        trainer = self.config[self.subcommand].get("trainer") if self.subcommand else self.config.get("trainer")
+        if trainer is not None and trainer.get("enable_progress_bar") is None and not sys.stdout.isatty():
+            trainer["enable_progress_bar"] = False
+
     def before_fit(self) -> None:
         stats = self.datamodule.stats()
         print("Dataset " + self.datamodule.dataset_name + ": " + ", ".join(f"{k}={_fmt(v)}" for k, v in stats.items()))
