@@ -142,10 +142,12 @@ class SeqRecModule(pl.LightningModule):
         # different numbers of targets, and a per-batch mean would weigh a target in a batch of short
         # sequences far above one in a batch of long ones. The constant (one over the targets of an average
         # batch) keeps every target's weight what it is with randomly mixed batches.
-        loss = loss * batch["loss_scale"] if "loss_scale" in batch else loss / mask.sum().clamp(min=1)
+        targets_in_batch = mask.sum().clamp(min=1)
+        per_target = loss.detach() / targets_in_batch  # what the curves show: comparable across batch sizes
+        loss = loss * batch["loss_scale"] if "loss_scale" in batch else loss / targets_in_batch
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at global step {self.global_step}; stopping")
-        self.log("train/loss", loss, prog_bar=True, batch_size=inputs.shape[0])
+        self.log("train/loss", per_target, prog_bar=True, batch_size=inputs.shape[0])
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
