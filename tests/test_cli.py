@@ -126,8 +126,9 @@ def test_wandb_offline_run_records_config_metrics_table_and_checkpoint(tmp_path:
     wandb.finish()  # a CLI process finishes its run at exit; here the test reads it first
     runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
-    record = read_offline_run(runs[0])
-    assert record["config"]["loss"] == "ce" and record["config"]["hidden_size"] == 16
+    record = read_offline_run(runs[0], wait_seconds=30)
+    assert record["finished"]
+    assert record["config"].get("loss") == "ce" and record["config"]["hidden_size"] == 16, sorted(record["config"])
     assert record["config"]["dataset"]["users"] == 300
     logged = {k for row in record["history"] for k in row}
     for key in ("train/loss", "val/ndcg@10", "val/hr@10", "val/mrr@10", "train/tokens_per_s",

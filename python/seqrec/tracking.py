@@ -76,9 +76,13 @@ class WandbLogger(_LightningWandbLogger):
         super().finalize(status)
 
 
-def read_offline_run(run_dir: str | Path) -> dict[str, Any]:
+def read_offline_run(run_dir: str | Path, wait_seconds: float = 0.0) -> dict[str, Any]:
     """Reads what an offline W&B run recorded, without network or account: ``config`` (dict), ``history``
-    (list of logged rows), ``summary`` (dict), ``tables`` (keys logged as tables) and ``artifacts`` (names).
+    (list of logged rows), ``summary`` (dict), ``tables`` (keys logged as tables), ``artifacts`` (names)
+    and ``finished`` (whether the run's exit record is there).
+
+    W&B's service writes the file in the background, also for a moment after ``wandb.finish()`` returns:
+    ``wait_seconds`` re-reads until the exit record is there or that much time has passed.
 
     The ``run-*.wandb`` file is a LevelDB-style log (32 KiB blocks of checksummed chunks) of protobuf
     records; W&B itself reads it only from its Go core, so this is the Python reader tests and plots use.
@@ -88,13 +92,29 @@ def read_offline_run(run_dir: str | Path) -> dict[str, Any]:
 
     from wandb.proto import wandb_internal_pb2 as pb
 
-    files = sorted(Path(run_dir).glob("run-*.wandb"))
+    import time
+
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        out = _read_run_file(Path(run_dir))
+        if out["finished"] or time.monotonic() >= deadline:
+            return out
+        time.sleep(0.2)
+
+
+def _read_run_file(run_dir: Path) -> dict[str, Any]:
+    import json
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    files = sorted(run_dir.glob("run-*.wandb"))
     if not files:
         raise FileNotFoundError(f"{run_dir}: no run-*.wandb file (is this a W&B run folder?)")
     data = files[0].read_bytes()
     if data[:4] != b":W&B":
         raise ValueError(f"{files[0]}: not a W&B run file")
-    out: dict[str, Any] = {"config": {}, "history": [], "summary": {}, "tables": [], "artifacts": []}
+    out: dict[str, Any] = {"config": {}, "history": [], "summary": {}, "tables": [], "artifacts": [], "finished": False}
     block, pos, pending = 32768, 7, b""
     while pos + 7 <= len(data):
         if block - pos % block < 7:  # a block's tail too short for a chunk header is padding
@@ -126,6 +146,8 @@ def read_offline_run(run_dir: str | Path) -> dict[str, Any]:
                 _put(out["summary"], item.key, list(item.nested_key), json.loads(item.value_json))
         elif which == "artifact":
             out["artifacts"].append(record.artifact.name)
+        elif which == "exit":
+            out["finished"] = True
     return out
 
 
