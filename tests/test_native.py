@@ -1,10 +1,5 @@
 """The native engine against its numpy reference, and its behaviour on bad input."""
 
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from stats import chi2_critical
@@ -109,26 +104,6 @@ def test_seed_fixes_the_batch_and_rows_are_independent_streams(small_synthetic) 
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
     assert not np.array_equal(a[2], c[2])
-
-
-THREAD_SCRIPT = """
-import json, sys, numpy as np
-from seqrec.data.synthetic import make_synthetic
-from seqrec._core import SequenceStore
-d = make_synthetic(num_users=300, num_items=120, seed=4)
-s = SequenceStore(d.offsets, d.items, d.num_items)
-_, _, n = s.sasrec_batch(np.arange(300, dtype=np.int64), 30, 4, seed=77)
-print(json.dumps(int(np.sum(n * np.arange(n.size).reshape(n.shape) % 1000003))))
-"""
-
-
-def test_same_batch_with_one_and_four_threads() -> None:
-    outs = []
-    for threads in ("1", "4"):
-        env = dict(os.environ, RAYON_NUM_THREADS=threads)
-        res = subprocess.run([sys.executable, "-c", THREAD_SCRIPT], env=env, capture_output=True, text=True, check=True)
-        outs.append(json.loads(res.stdout))
-    assert outs[0] == outs[1]
 
 
 def test_read_only_inputs_are_accepted() -> None:

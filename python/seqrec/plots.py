@@ -29,19 +29,20 @@ def dataset_summary(data: Interactions) -> dict[str, Any]:
     # Gini of item popularity: 0 when every item is equally popular, near 1 when a few items take all.
     ascending = counts[::-1]
     gini = float((2 * np.arange(1, n + 1) - n - 1).dot(ascending) / (n * total)) if n else 0.0
-    q = np.percentile(lengths, [10, 50, 90, 99]) if lengths.size else np.zeros(4)
+    q = np.percentile(lengths, [10, 90, 99]) if lengths.size else np.zeros(3)
+    base = data.stats()
     return {
-        "users": data.num_users,
-        "items": data.num_items,
-        "interactions": data.num_interactions,
-        "density": data.num_interactions / max(data.num_users * data.num_items, 1),
+        "users": base["users"],
+        "items": base["items"],
+        "interactions": base["interactions"],
+        "density": base["density"],
         "length_min": int(lengths.min()) if lengths.size else 0,
         "length_p10": float(q[0]),
-        "length_median": float(q[1]),
-        "length_p90": float(q[2]),
-        "length_p99": float(q[3]),
-        "length_max": int(lengths.max()) if lengths.size else 0,
-        "top1pct_items_share": float(counts[: max(1, n // 100)].sum() / total),
+        "length_median": base["median_length"],
+        "length_p90": float(q[1]),
+        "length_p99": float(q[2]),
+        "length_max": base["max_length"],
+        "top1pct_items_share": base["top1pct_item_share"],
         "top10pct_items_share": float(counts[: max(1, n // 10)].sum() / total),
         "items_never_seen": int((counts == 0).sum()),
         "popularity_gini": gini,

@@ -173,7 +173,11 @@ pub fn build_batch(seqs: &Sequences, spec: &BatchSpec, segments: &[Segment], see
     };
     // Waking the pool costs tens of microseconds: below this much work one thread is faster.
     const PARALLEL_MIN_WORK: usize = 1 << 17;
-    let threads = if rows * width * (k + 1) < PARALLEL_MIN_WORK { 1 } else { spec.num_threads };
+    let threads = if rows * width * (k + 1) < PARALLEL_MIN_WORK {
+        1
+    } else {
+        spec.num_threads
+    };
     pool::run(threads, |parallel| -> Result<()> {
         let fill = |(row, (inp, tgt)): (usize, (&mut [i64], &mut [i64]))| {
             fill_sequence(seqs, spec, segments[row], Rng::for_stream(seed, row as u64), inp, tgt)
@@ -465,7 +469,12 @@ mod tests {
         let items: Vec<i32> = (0..users * len).map(|x| (x * 7 % 499) as i32 + 1).collect();
         let offsets: Vec<i64> = (0..=users).map(|u| (u * len) as i64).collect();
         let seqs = Sequences::new(&offsets, &items, 500).unwrap();
-        let segs: Vec<Segment> = (0..users).map(|u| Segment { user: u, end: 5 + u % 35 }).collect();
+        let segs: Vec<Segment> = (0..users)
+            .map(|u| Segment {
+                user: u,
+                end: 5 + u % 35,
+            })
+            .collect();
         for mode in [NegativeMode::Uniform, NegativeMode::Mixed] {
             let sampler = NegativeSampler::new(&seqs, mode, 2, 2, false, true, 1.0).unwrap();
             let one = BatchSpec::new(Task::SasRec, 30, false, Some(sampler.clone()), 1).unwrap();
@@ -473,7 +482,10 @@ mod tests {
             let a = build_batch(&seqs, &one, &segs, 3).unwrap();
             let b = build_batch(&seqs, &all, &segs, 3).unwrap();
             assert!(a.rows * a.width * (a.k + 1) >= 1 << 17);
-            assert_eq!((a.inputs, a.negatives, a.negatives_logq), (b.inputs, b.negatives, b.negatives_logq));
+            assert_eq!(
+                (a.inputs, a.negatives, a.negatives_logq),
+                (b.inputs, b.negatives, b.negatives_logq)
+            );
         }
     }
 

@@ -298,18 +298,16 @@ impl BatchBuilder {
         prefetch: usize,
         max_tokens: usize,
     ) -> PyResult<EpochIterator> {
-        let segs = self.to_segments(&users, Some(&ends))?;
-        let batches = plan_epoch(
-            &self.spec,
-            &segs,
+        let batches = self.plan(
+            &users,
+            &ends,
             batch_size,
             bucket,
             bucket_batches,
             max_tokens,
             seed,
             epoch,
-        )
-        .map_err(to_py)?;
+        )?;
         let len = batches.len();
         let seed = seqrec_core::rng::derive_seed(seed, epoch);
         let prefetcher = Prefetcher::start(self.store.clone(), self.spec.clone(), batches, seed, prefetch);
@@ -333,8 +331,37 @@ impl BatchBuilder {
         bucket_batches: usize,
         max_tokens: usize,
     ) -> PyResult<usize> {
-        let segs = self.to_segments(&users, Some(&ends))?;
-        let batches = plan_epoch(
+        Ok(self
+            .plan(
+                &users,
+                &ends,
+                batch_size,
+                bucket,
+                bucket_batches,
+                max_tokens,
+                seed,
+                epoch,
+            )?
+            .len())
+    }
+}
+
+impl BatchBuilder {
+    /// The batches of an epoch: `plan_epoch` over the checked `(users, ends)`.
+    #[allow(clippy::too_many_arguments)]
+    fn plan(
+        &self,
+        users: &PyReadonlyArray1<'_, i64>,
+        ends: &PyReadonlyArray1<'_, i64>,
+        batch_size: i64,
+        bucket: bool,
+        bucket_batches: usize,
+        max_tokens: usize,
+        seed: u64,
+        epoch: u64,
+    ) -> PyResult<Vec<Vec<Segment>>> {
+        let segs = self.to_segments(users, Some(ends))?;
+        plan_epoch(
             &self.spec,
             &segs,
             batch_size,
@@ -344,12 +371,9 @@ impl BatchBuilder {
             seed,
             epoch,
         )
-        .map_err(to_py)?;
-        Ok(batches.len())
+        .map_err(to_py)
     }
-}
 
-impl BatchBuilder {
     fn to_segments(
         &self,
         users: &PyReadonlyArray1<'_, i64>,
