@@ -118,3 +118,13 @@ def test_bert4rec_batches_are_masked() -> None:
         assert (batch["inputs"][masked] == dm.num_items + 1).all()
         assert masked.any(dim=1).all()
         assert "negatives" not in batch
+
+
+def test_csv_with_own_column_names(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    rows = [f"u{u},i{(u * 3 + t) % 7},{t}" for u in range(4) for t in range(5)]
+    path.write_text("who,what,when\n" + "\n".join(rows) + "\n")
+    dm = SeqRecDataModule(path=str(path), columns=("who", "what", "when"))
+    assert dm.interactions.num_users == 4 and dm.split.eval_users.size == 4
+    with pytest.raises(ValueError, match="missing column"):
+        SeqRecDataModule(path=str(path))

@@ -133,6 +133,8 @@ class SeqRecDataModule(pl.LightningDataModule):
         None means the built-in synthetic dataset.
     format : str
         ``auto``, ``sasrec``, ``user_lines``, ``movielens``, ``csv`` or ``parquet``.
+    columns : (str, str, str or None)
+        CSV/parquet column names of the user, the item and the timestamp (None: keep file order).
     synthetic : SyntheticSpec
         Synthetic dataset parameters, used when ``path`` is None.
     max_len : int
@@ -180,7 +182,8 @@ class SeqRecDataModule(pl.LightningDataModule):
     def __init__(
         self,
         path: str | None = None,
-        format: str = "auto",
+        format: Literal["auto", "sasrec", "user_lines", "movielens", "csv", "parquet"] = "auto",
+        columns: tuple[str, str, str | None] = ("user_id", "item_id", "timestamp"),
         synthetic: SyntheticSpec = SyntheticSpec(),
         max_len: int = 50,
         batch_size: int = 128,
@@ -214,6 +217,7 @@ class SeqRecDataModule(pl.LightningDataModule):
                 raise ValueError(f"{name} must be >= 0, got {value}")
         self.path = path
         self.format = format
+        self.columns = tuple(columns)
         self.synthetic = synthetic
         self.max_len = max_len
         self.batch_size = batch_size
@@ -243,7 +247,11 @@ class SeqRecDataModule(pl.LightningDataModule):
         if self.path is None:
             spec = asdict(self.synthetic)
             return make_synthetic(**spec)
-        return load(resolve_data_path(self.path), self.format)
+        path = resolve_data_path(self.path)
+        if self.format in ("csv", "parquet") or (self.format == "auto" and path.suffix in (".csv", ".tsv", ".parquet")):
+            user_col, item_col, time_col = self.columns
+            return load(path, self.format, user_col=user_col, item_col=item_col, time_col=time_col)
+        return load(path, self.format)
 
     @property
     def num_items(self) -> int:
