@@ -9,8 +9,6 @@ HR@k = 1 under optimistic tie-breaking.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 METRICS = ("hr", "ndcg", "mrr")
@@ -59,9 +57,6 @@ def expected_metrics(greater: torch.Tensor, ties: torch.Tensor, k: int) -> dict[
     return {name: (c[last] - c[first]) / span for name, c in cum.items()}
 
 
-def metric_names(ks: list[int]) -> list[str]:
-    return [f"{m}@{k}" for k in ks for m in METRICS]
-
 
 def ranking_metrics(scores: torch.Tensor, targets: torch.Tensor, ks: list[int]) -> dict[str, torch.Tensor]:
     """Per-row metrics ``{"hr@10": (B,), ...}`` for every k in ``ks``."""
@@ -72,7 +67,3 @@ def ranking_metrics(scores: torch.Tensor, targets: torch.Tensor, ks: list[int]) 
             out[f"{name}@{k}"] = value
     return out
 
-
-def ndcg_of_rank(rank: int) -> float:
-    """NDCG of a single relevant item at 1-based ``rank`` (helper for tests and tables)."""
-    return 1.0 / math.log2(rank + 1)

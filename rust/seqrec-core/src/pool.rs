@@ -30,15 +30,6 @@ fn pool() -> Option<&'static ThreadPool> {
     }
 }
 
-/// Threads the engine would use for `requested` (0 = all of the pool); 1 in a forked child.
-pub fn effective_threads(requested: usize) -> usize {
-    match pool() {
-        None => 1,
-        Some(p) if requested == 0 => p.current_num_threads(),
-        Some(p) => requested.min(p.current_num_threads()),
-    }
-}
-
 /// Runs `f(true)` inside the pool when more than one thread is wanted and allowed, else `f(false)`.
 /// `f` must use rayon's parallel iterators only when given `true`.
 pub fn run<R: Send>(requested: usize, f: impl FnOnce(bool) -> R + Send) -> R {

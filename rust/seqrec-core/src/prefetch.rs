@@ -47,11 +47,6 @@ impl Prefetcher {
         }
     }
 
-    /// Batches not yet handed out.
-    pub fn remaining(&self) -> usize {
-        self.remaining
-    }
-
     /// The next batch, waiting for the producer if it is behind; None at the end of the epoch.
     pub fn next_batch(&mut self) -> Option<Result<Batch>> {
         if self.remaining == 0 {
