@@ -61,8 +61,9 @@ class BatchBuilder:
     def segments(self, users: I64, stride: int = 0) -> tuple[I64, I64]:
         """(users, ends) of the training sequences; with stride > 0, windows every stride items back."""
     def build(self, users: I64, ends: I64 | None = None, seed: int = 0) -> dict[str, np.ndarray]:
-        """One batch: users (B,), inputs and targets (B, W) int64; with a sampler also negatives (B, S, K)
-        int64, negatives_logq (B, S, K) and targets_logq (B, W) float32, S = W or 1 when shared."""
+        """One batch: users and ends (B,) (row r covers the first ends[r] items of users[r]), inputs and
+        targets (B, W) int64; with a sampler also negatives (B, S, K) int64, negatives_logq (B, S, K) and
+        targets_logq (B, W) float32, S = W or 1 when shared."""
     def epoch(
         self,
         users: I64,

@@ -15,6 +15,9 @@ class SeqRecCLI(LightningCLI):
         parser.link_arguments("data.max_len", "model.max_len")
         parser.link_arguments("model.architecture", "data.task")
         parser.link_arguments("data.num_items", "model.num_items", apply_on="instantiate")
+        parser.link_arguments("data.num_attributes", "model.num_attributes", apply_on="instantiate")
+        parser.link_arguments("data.max_attributes", "model.max_attributes", apply_on="instantiate")
+        parser.link_arguments("data.num_time_buckets", "model.num_time_buckets", apply_on="instantiate")
         parser.add_argument(
             "--test_after_fit",
             type=bool,

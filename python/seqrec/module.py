@@ -51,6 +51,11 @@ class SeqRecModule(pl.LightningModule):
         Cut-offs of HR@k, NDCG@k and MRR@k.
     exclude_seen : bool
         Exclude items the user already interacted with from the full ranking (the usual protocol).
+    num_attributes, max_attributes : int
+        Item attributes as extra input embeddings (mean of the item's attribute embeddings); linked from
+        the data module's ``item_features`` by the CLI (0: none).
+    num_time_buckets : int
+        Time-gap buckets as an extra input embedding (SASRec only); linked from ``data.time_features``.
     """
 
     def __init__(
@@ -73,6 +78,9 @@ class SeqRecModule(pl.LightningModule):
         betas: tuple[float, float] = (0.9, 0.98),
         ks: list[int] = [10],  # noqa: B006 (jsonargparse needs a literal default)
         exclude_seen: bool = True,
+        num_attributes: int = 0,
+        max_attributes: int = 0,
+        num_time_buckets: int = 0,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -80,6 +88,8 @@ class SeqRecModule(pl.LightningModule):
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         if architecture not in ("sasrec", "bert4rec"):
             raise ValueError(f"architecture must be 'sasrec' or 'bert4rec', got {architecture!r}")
+        if num_time_buckets and architecture == "bert4rec":
+            raise ValueError("time features are for SASRec: BERT4Rec's appended mask has no time to embed")
         if not ks or min(ks) < 1:
             raise ValueError(f"ks must be positive cut-offs, got {ks}")
         config = ModelConfig(
@@ -91,6 +101,9 @@ class SeqRecModule(pl.LightningModule):
             dropout=dropout,
             norm_first=norm_first,
             separate_output=separate_output,
+            num_attributes=num_attributes,
+            max_attributes=max_attributes,
+            num_time_buckets=num_time_buckets,
         )
         self.model = BERT4Rec(config) if architecture == "bert4rec" else SASRec(config)
         self.loss_name = loss
@@ -107,13 +120,16 @@ class SeqRecModule(pl.LightningModule):
         dm = getattr(self.trainer, "datamodule", None)
         if dm is not None and hasattr(dm, "item_popularity"):
             self.popularity.copy_(dm.item_popularity().to(self.popularity))
+        attributes = getattr(dm, "attributes", None)
+        if attributes is not None and self.hparams.num_attributes and stage == "fit":
+            self.model.set_item_attributes(torch.from_numpy(attributes.table))
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.model(inputs)
+    def forward(self, inputs: torch.Tensor, time_inputs: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model(inputs, time_inputs)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         inputs, targets = batch["inputs"], batch["targets"]
-        hidden = self.model(inputs)  # (B, L, D)
+        hidden = self.model(inputs, batch.get("time_inputs"))  # (B, L, D)
         mask = targets != 0  # (B, L)
         if self.loss_name in SAMPLED_LOSSES:
             if "negatives" not in batch:
@@ -174,7 +190,7 @@ class SeqRecModule(pl.LightningModule):
         inputs = batch["inputs"]
         if isinstance(self.model, BERT4Rec):
             inputs = self.model.with_mask_appended(inputs)  # predict the item after the history
-        hidden = self.model(inputs)[:, -1]  # (B, D): left padding puts the latest position last
+        hidden = self.model(inputs, batch.get("time_inputs"))[:, -1]  # (B, D): left padding puts the latest position last
         return self.model.score_all(hidden).float()  # (B, N + 1)
 
     def _eval_start(self) -> None:

@@ -14,6 +14,14 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from seqrec._core import BatchBuilder, SequenceStore
+from seqrec.data.features import (
+    NUM_TIME_BUCKETS,
+    ItemAttributes,
+    attach_user_line_times,
+    gather_prefix,
+    load_item_attributes,
+    time_gap_buckets,
+)
 from seqrec.data.interactions import Interactions
 from seqrec.data.loaders import load
 from seqrec.data.split import LeaveOneOut
@@ -78,6 +86,7 @@ class TrainBatches(IterableDataset):
         prefetch: int = 8,
         max_tokens: int = 0,
         expected_targets: float = 1.0,
+        extra: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
     ):
         self.builder = builder
         self.users = users
@@ -88,6 +97,7 @@ class TrainBatches(IterableDataset):
         self.bucket = bucket
         self.prefetch = prefetch
         self.max_tokens = max_tokens
+        self.extra = extra  # adds per-batch side inputs (time buckets) computed from users, ends and inputs
         self.fetch_seconds = 0.0  # time the consumer waited for batches this epoch (read by ThroughputMonitor)
         self.num_batches = builder.num_batches(users, ends, batch_size, seed, 0, bucket=bucket, max_tokens=max_tokens)
         self.loss_scale = torch.tensor(self.num_batches / max(expected_targets, 1e-9), dtype=torch.float32)
@@ -107,6 +117,8 @@ class TrainBatches(IterableDataset):
             batch = next(it, None)
             if batch is None:
                 return
+            if self.extra is not None:
+                batch.update(self.extra(batch))
             out = {name: torch.from_numpy(array) for name, array in batch.items()}
             out["loss_scale"] = self.loss_scale
             self.fetch_seconds += time.perf_counter() - start
@@ -175,6 +187,13 @@ class SeqRecDataModule(pl.LightningDataModule):
         Also compute the sampled protocol: ``none``, ``uniform`` or ``popularity`` candidates.
     num_sampled : int
         Negatives per user in the sampled protocol (papers use 100).
+    item_features : str or None
+        Item attributes (``{"item": [attributes]}`` JSON, or CSV/parquet rows of ``item_id, attribute``)
+        that the model embeds beside each item; ``$SEQREC_DATA_DIR`` expands as in ``path``.
+    timestamps : str or None
+        For text formats without times: a ``user t1 t2 ...`` file aligned with a one-user-per-line file.
+    time_features : bool
+        Feed SASRec the bucketed time gap since the user's previous interaction (needs timestamps).
     seed : int
         Fixes data order and sampling.
     """
@@ -202,6 +221,9 @@ class SeqRecDataModule(pl.LightningDataModule):
         mask_prob: float = 0.2,
         sampled_eval: Literal["none", "uniform", "popularity"] = "none",
         num_sampled: int = 100,
+        item_features: str | None = None,
+        timestamps: str | None = None,
+        time_features: bool = False,
         seed: int = 42,
     ):
         super().__init__()
@@ -237,7 +259,20 @@ class SeqRecDataModule(pl.LightningDataModule):
         self.seed = seed
         self.task = task
         self.mask_prob = mask_prob
+        self.item_features = item_features
+        self.timestamps = timestamps
+        self.time_features = time_features
         self.interactions = self._load()
+        if timestamps is not None:
+            self.interactions = attach_user_line_times(self.interactions, resolve_data_path(timestamps))
+        self.attributes: ItemAttributes | None = None
+        if item_features is not None:
+            self.attributes = load_item_attributes(resolve_data_path(item_features), self.interactions)
+        self._time_buckets: np.ndarray | None = None
+        if time_features:
+            if task != "sasrec":
+                raise ValueError("time_features are for SASRec batches (task 'sasrec')")
+            self._time_buckets = time_gap_buckets(self.interactions)
         self.split = LeaveOneOut.from_interactions(self.interactions)
         self._eval_batches: dict[str, list[dict[str, torch.Tensor]]] = {}
         self._builder: BatchBuilder | None = None
@@ -256,6 +291,30 @@ class SeqRecDataModule(pl.LightningDataModule):
     @property
     def num_items(self) -> int:
         return self.interactions.num_items
+
+    @property
+    def num_attributes(self) -> int:
+        """Distinct item attributes (0 without ``item_features``); linked to the model by the CLI."""
+        return 0 if self.attributes is None else self.attributes.num_attributes
+
+    @property
+    def max_attributes(self) -> int:
+        return 0 if self.attributes is None else self.attributes.max_attributes
+
+    @property
+    def num_time_buckets(self) -> int:
+        return NUM_TIME_BUCKETS if self.time_features else 0
+
+    def time_inputs(
+        self, users: np.ndarray, ends: np.ndarray, inputs: np.ndarray, shift: int
+    ) -> np.ndarray:
+        """(B, W) time-gap buckets aligned with left-padded ``inputs`` (see ``features.gather_prefix``)."""
+        assert self._time_buckets is not None
+        return gather_prefix(self._time_buckets, self.interactions.offsets, users, ends, inputs.shape[1], shift, inputs)
+
+    def _train_extra(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # Next-item inputs stop one interaction before the segment's end (that one is the last target).
+        return {"time_inputs": self.time_inputs(batch["users"], batch["ends"], batch["inputs"], shift=1)}
 
     @property
     def dataset_name(self) -> str:
@@ -305,6 +364,7 @@ class SeqRecDataModule(pl.LightningDataModule):
         dataset = self.train_batches = TrainBatches(
             builder, users, ends, self.batch_size, self.seed, self._epoch, self.length_bucketing, self.prefetch,
             max_tokens=max(max_tokens, 0), expected_targets=float(targets.sum()),
+            extra=self._train_extra if self.time_features else None,
         )
         return DataLoader(dataset, batch_size=None, num_workers=0)
 
@@ -343,6 +403,9 @@ class SeqRecDataModule(pl.LightningDataModule):
                 "history_rows": torch.from_numpy(rows),
                 "history_items": torch.from_numpy(hist),
             }
+            if self.time_features:
+                time_in = self.time_inputs(bu, lengths, inputs[sl], shift=0)
+                batch["time_inputs"] = torch.from_numpy(time_in)
             if candidates is not None:
                 batch["candidates"] = torch.from_numpy(candidates[sl])
             batches.append(batch)

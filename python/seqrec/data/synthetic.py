@@ -108,7 +108,16 @@ def make_synthetic(
             current = nxt
         out_users.extend([u] * n)
         out_items.extend(seq)
-    data = Interactions.from_arrays(
-        np.asarray(out_users, dtype=np.int64), items[np.asarray(out_items)], source=f"synthetic(seed={seed})"
+    # Times come from a stream of their own so that adding them left the item sequences unchanged:
+    # each user starts somewhere in a year and then waits an exponential gap (mean 2 days) per item.
+    time_rng = np.random.default_rng([seed, 1])
+    starts = time_rng.integers(1_600_000_000, 1_600_000_000 + 365 * 86400, size=num_users)
+    gaps = time_rng.exponential(2 * 86400, size=len(out_items)).astype(np.int64)
+    user_arr = np.asarray(out_users, dtype=np.int64)
+    first = np.r_[True, user_arr[1:] != user_arr[:-1]]
+    gaps[first] = 0
+    cum = np.cumsum(gaps)
+    timestamps = starts[user_arr] + cum - (cum - gaps)[first][np.cumsum(first) - 1]
+    return Interactions.from_arrays(
+        user_arr, items[np.asarray(out_items)], timestamps=timestamps, source=f"synthetic(seed={seed})"
     )
-    return data

@@ -99,14 +99,19 @@ class SequenceEncoder(nn.Module):
         self.final_norm = nn.LayerNorm(hidden_size, eps=1e-8) if norm_first else nn.Identity()
         self.scale = math.sqrt(hidden_size)
 
-    def forward(self, seq: torch.Tensor) -> torch.Tensor:
-        """(B, L) item ids, left-padded with 0 -> (B, L, D) hidden states, zero on padding."""
+    def forward(self, seq: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) item ids, left-padded with 0 -> (B, L, D) hidden states, zero on padding.
+
+        ``extra`` (B, L, D), if given, is added to the input embeddings (side features).
+        """
         b, l = seq.shape
         if l > self.max_len:
             raise ValueError(f"sequence length {l} exceeds max_len {self.max_len}")
         keep = (seq != 0).unsqueeze(-1)  # (B, L, 1)
         positions = torch.arange(l - 1, -1, -1, device=seq.device)  # (L,) most recent = 0
         x = self.item_emb(seq) * self.scale + self.pos_emb(positions)  # (B, L, D)
+        if extra is not None:
+            x = x + extra
         x = self.emb_drop(x) * keep
         allowed = self.attention_mask(seq)
         for block in self.blocks:
@@ -139,6 +144,9 @@ class ModelConfig:
     dropout: float = 0.2
     norm_first: bool = True
     separate_output: bool = False
+    num_attributes: int = 0  # > 0: item attributes (ids 1..num_attributes) join the input embeddings
+    max_attributes: int = 0  # attribute slots per item in the attribute table
+    num_time_buckets: int = 0  # > 0: an embedding of the time gap bucket joins the input embeddings
 
 
 class NextItemModel(nn.Module):
@@ -172,6 +180,19 @@ class NextItemModel(nn.Module):
             activation=self.activation,
         )
         self.output = nn.Embedding(config.num_items + 1, config.hidden_size) if config.separate_output else None
+        self.attribute_emb: nn.Embedding | None = None
+        if config.num_attributes > 0:
+            if config.max_attributes < 1:
+                raise ValueError(f"max_attributes must be positive with attributes, got {config.max_attributes}")
+            self.attribute_emb = nn.Embedding(config.num_attributes + 1, config.hidden_size, padding_idx=0)
+            # Which attributes each token has; filled by set_item_attributes, saved with the checkpoint so
+            # a loaded model needs no attribute file. Extra tokens (the mask) have none.
+            table = torch.zeros(config.num_items + 1 + self.extra_tokens, config.max_attributes, dtype=torch.long)
+            self.register_buffer("item_attributes", table)
+        self.time_emb = (
+            nn.Embedding(config.num_time_buckets, config.hidden_size, padding_idx=0)
+            if config.num_time_buckets > 0 else None
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -183,10 +204,39 @@ class NextItemModel(nn.Module):
                 nn.init.zeros_(p)
         with torch.no_grad():
             self.encoder.item_emb.weight[0].zero_()
+            for emb in (self.attribute_emb, self.time_emb):
+                if emb is not None:
+                    emb.weight[0].zero_()
 
-    def forward(self, seq: torch.Tensor) -> torch.Tensor:
-        """(B, L) left-padded token ids -> (B, L, D) hidden states."""
-        return self.encoder(seq)
+    def set_item_attributes(self, table: torch.Tensor) -> None:
+        """(num_items + 1, A) dense attribute ids per item, 0-padded (``seqrec.data.features``)."""
+        if self.attribute_emb is None:
+            raise ValueError("this model was built without attributes (num_attributes = 0)")
+        rows = self.config.num_items + 1
+        if table.shape != (rows, self.config.max_attributes):
+            raise ValueError(f"attribute table must be ({rows}, {self.config.max_attributes}), got {tuple(table.shape)}")
+        if table.numel() and (table.min() < 0 or table.max() > self.config.num_attributes):
+            raise ValueError(f"attribute ids must lie in 0..{self.config.num_attributes}")
+        self.item_attributes[:rows].copy_(table)
+
+    def side_embeddings(self, seq: torch.Tensor, time_buckets: torch.Tensor | None) -> torch.Tensor | None:
+        """(B, L, D) sum of the attribute and time embeddings of the tokens, or None without side features."""
+        extra = None
+        if self.attribute_emb is not None:
+            attrs = self.item_attributes[seq]  # (B, L, A)
+            present = (attrs != 0).unsqueeze(-1)  # (B, L, A, 1)
+            summed = (self.attribute_emb(attrs) * present).sum(-2)  # (B, L, D); padding rows are zero anyway
+            extra = summed / present.sum(-2).clamp(min=1)  # mean over the item's attributes
+        if self.time_emb is not None:
+            if time_buckets is None:
+                raise ValueError("this model uses time features: pass time_buckets (the batch's 'time_inputs')")
+            t = self.time_emb(time_buckets)  # (B, L, D)
+            extra = t if extra is None else extra + t
+        return extra
+
+    def forward(self, seq: torch.Tensor, time_buckets: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) left-padded token ids (and their time-gap buckets) -> (B, L, D) hidden states."""
+        return self.encoder(seq, self.side_embeddings(seq, time_buckets))
 
     @property
     def item_embeddings(self) -> torch.Tensor:

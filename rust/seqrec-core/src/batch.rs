@@ -104,6 +104,8 @@ pub struct Batch {
     pub slots: usize,
     pub k: usize,
     pub users: Vec<i64>,
+    /// Each row's prefix length (its segment's `end`): row r covers `sequence(users[r])[..ends[r]]`.
+    pub ends: Vec<i64>,
     pub inputs: Vec<i64>,
     pub targets: Vec<i64>,
     pub negatives: Vec<i64>,
@@ -165,6 +167,7 @@ pub fn build_batch(seqs: &Sequences, spec: &BatchSpec, segments: &[Segment], see
         slots,
         k,
         users: segments.iter().map(|s| s.user as i64).collect(),
+        ends: segments.iter().map(|s| s.end as i64).collect(),
         inputs: buffers::take_i64(rows * width),
         targets: buffers::take_i64(rows * width),
         negatives: buffers::take_i64(rows * slots * k),

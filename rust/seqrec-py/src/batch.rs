@@ -514,6 +514,7 @@ fn batch_to_dict(py: Python<'_>, b: Batch) -> PyResult<Bound<'_, PyDict>> {
     let d = PyDict::new(py);
     let (rows, width, slots, k) = (b.rows, b.width, b.slots, b.k);
     d.set_item("users", PyArray1::from_vec(py, b.users))?;
+    d.set_item("ends", PyArray1::from_vec(py, b.ends))?;
     d.set_item("inputs", lend(py, b.inputs, &[rows, width])?)?;
     d.set_item("targets", lend(py, b.targets, &[rows, width])?)?;
     if k > 0 {
