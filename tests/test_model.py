@@ -71,3 +71,14 @@ def test_separate_output_embeddings() -> None:
     assert separate.item_embeddings.data_ptr() != separate.encoder.item_emb.weight.data_ptr()
     h = separate(torch.tensor([[0, 1, 2, 3]]))
     torch.testing.assert_close(separate.score_all(h)[..., 5], (h * separate.output.weight[5]).sum(-1))
+
+
+def test_score_items_shared_negatives_equal_per_position_scores() -> None:
+    torch.manual_seed(0)
+    model = SASRec(ModelConfig(num_items=30, max_len=5, hidden_size=8))
+    hidden = torch.randn(3, 5, 8)
+    shared = torch.randint(1, 31, (3, 1, 7))
+    expanded = shared.expand(3, 5, 7)
+    torch.testing.assert_close(model.score_items(hidden, shared), model.score_items(hidden, expanded))
+    emb = model.item_embeddings
+    assert model.score_items(hidden, shared)[1, 2, 4] == pytest.approx(float(hidden[1, 2] @ emb[shared[1, 0, 4]]), abs=1e-5)
