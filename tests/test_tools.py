@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqrec.cli import run, tools
+from seqrec.cli import run
+from seqrec.tools import tools
 from seqrec.data.loaders import load
 from seqrec.plots import dataset_summary
 

@@ -60,50 +60,11 @@ def run(args: list[str] | None = None) -> SeqRecCLI:
     )
 
 
-def tools(argv: list[str]) -> int:
-    """``seqrec data stats`` and ``seqrec plot``: the commands that are not training runs."""
-    import argparse
-    import json
-    from pathlib import Path
-
-    parser = argparse.ArgumentParser(prog="seqrec", description="seqrec tools (training: seqrec fit|validate|test|predict)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="action", required=True)
-    stats = data.add_parser("stats", help="summary and PNG plots of a dataset")
-    stats.add_argument("dataset", help="a data file ($SEQREC_DATA_DIR expands), or 'synthetic'")
-    stats.add_argument("--format", default="auto", help="auto, sasrec, user_lines, movielens, csv or parquet")
-    stats.add_argument("--out", type=Path, default=None, help="folder for the PNGs (default runs/stats/<name>)")
-    plot = sub.add_parser("plot", help="PNG training curves of a run")
-    plot.add_argument("run_dir", type=Path, help="a run folder: Lightning CSV logs or an offline W&B run")
-    plot.add_argument("--out", type=Path, default=None, help="folder for the PNGs (default: the run folder)")
-    args = parser.parse_args(argv)
-
-    from seqrec.plots import dataset_summary, plot_dataset, plot_run
-
-    if args.command == "data":
-        from seqrec.data.datamodule import resolve_data_path
-        from seqrec.data.loaders import load
-        from seqrec.data.synthetic import make_synthetic
-
-        if args.dataset == "synthetic":
-            interactions, name = make_synthetic(), "synthetic"
-        else:
-            path = resolve_data_path(args.dataset)
-            interactions, name = load(path, args.format), path.name
-        summary = dataset_summary(interactions)
-        out = args.out or Path("runs") / "stats" / name
-        paths = plot_dataset(interactions, name, out)
-        print(json.dumps({"dataset": name, **summary}, indent=2))
-        print("plots: " + ", ".join(str(p) for p in paths))
-        return 0
-    paths = plot_run(args.run_dir, args.out or args.run_dir)
-    print("plots: " + ", ".join(str(p) for p in paths))
-    return 0
-
-
 def main() -> None:
     argv = sys.argv[1:]
-    if argv[:1] in (["data"], ["plot"]):
+    if argv[:1] in (["data"], ["plot"], ["export"]):
+        from seqrec.tools import tools
+
         try:
             code = tools(argv)
         except (FileNotFoundError, ValueError) as e:  # bad paths and data: a message, not a traceback

@@ -144,7 +144,8 @@ class SeqRecDataModule(pl.LightningDataModule):
         Interactions file; ``$SEQREC_DATA_DIR`` in it expands to that variable (default ``../shared/data``).
         None means the built-in synthetic dataset.
     format : str
-        ``auto``, ``sasrec``, ``user_lines``, ``movielens``, ``csv`` or ``parquet``.
+        ``auto``, ``sasrec``, ``user_lines``, ``movielens``, ``csv``, ``parquet`` or ``prepared`` (a folder
+        written by ``seqrec data prepare``; ``auto`` recognises one).
     columns : (str, str, str or None)
         CSV/parquet column names of the user, the item and the timestamp (None: keep file order).
     synthetic : SyntheticSpec
@@ -201,7 +202,7 @@ class SeqRecDataModule(pl.LightningDataModule):
     def __init__(
         self,
         path: str | None = None,
-        format: Literal["auto", "sasrec", "user_lines", "movielens", "csv", "parquet"] = "auto",
+        format: Literal["auto", "sasrec", "user_lines", "movielens", "csv", "parquet", "prepared"] = "auto",
         columns: tuple[str, str, str | None] = ("user_id", "item_id", "timestamp"),
         synthetic: SyntheticSpec = SyntheticSpec(),
         max_len: int = 50,

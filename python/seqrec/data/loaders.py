@@ -9,7 +9,7 @@ import numpy as np
 
 from seqrec.data.interactions import Interactions
 
-FORMATS = ("auto", "sasrec", "user_lines", "movielens", "csv", "parquet")
+FORMATS = ("auto", "sasrec", "user_lines", "movielens", "csv", "parquet", "prepared")
 
 
 class DataFormatError(ValueError):
@@ -152,6 +152,8 @@ def load_table(
 def detect_format(path: str | os.PathLike[str]) -> str:
     """Guesses the format from the extension, and for text files from the first lines."""
     path = Path(path)
+    if path.is_dir():
+        return "prepared"
     if path.suffix == ".dat":
         return "movielens"
     if path.suffix in (".csv", ".tsv"):
@@ -178,4 +180,8 @@ def load(path: str | os.PathLike[str], format: str = "auto", **table_kwargs: str
         return load_user_lines(path)
     if format == "movielens":
         return load_movielens(path)
+    if format == "prepared":
+        from seqrec.data.prepared import load_prepared  # it imports this module
+
+        return load_prepared(path)
     return load_table(path, **table_kwargs)  # type: ignore[arg-type]
