@@ -84,3 +84,40 @@ class ThroughputMonitor(pl.Callback):
         }
         for name, value in self.summary.items():
             pl_module.log(f"train/{name}", value)
+
+
+class RecommendationWriter(pl.Callback):
+    """Writes the top-k of ``seqrec predict`` to CSV or parquet: user_id, rank, item_id, score (raw ids).
+
+    Parameters
+    ----------
+    output : str
+        A ``.csv`` or ``.parquet`` path.
+    k : int
+        Recommendations per user.
+    """
+
+    def __init__(self, output: str, k: int = 10):
+        if k < 1:
+            raise ValueError(f"k must be positive, got {k}")
+        self.output = output
+        self.k = k
+        self._parts: list[dict[str, torch.Tensor]] = []
+
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        pl_module.predict_k = self.k
+        self._parts = []
+
+    def on_predict_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                             batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._parts.append({name: v.cpu() for name, v in outputs.items()})
+
+    def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from seqrec.recommend import recommendation_rows, write_table
+
+        data = trainer.datamodule.interactions  # type: ignore[attr-defined]
+        users = torch.cat([p["users"] for p in self._parts]).numpy()
+        items = torch.cat([p["items"] for p in self._parts]).numpy()
+        scores = torch.cat([p["scores"] for p in self._parts]).numpy()
+        path = write_table(recommendation_rows(data.raw_user_ids[users], data.raw_item_ids, items, scores), self.output)
+        print(f"wrote top-{items.shape[1]} recommendations of {users.size} users to {path}")

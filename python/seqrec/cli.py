@@ -24,6 +24,9 @@ class SeqRecCLI(LightningCLI):
             default=True,
             help="After fit, evaluate the best checkpoint on the test split and print the results table.",
         )
+        parser.add_argument("--predict_output", type=str, default="recommendations.csv",
+                            help="seqrec predict: where the top-k go (.csv or .parquet).")
+        parser.add_argument("--predict_k", type=int, default=10, help="seqrec predict: recommendations per user.")
 
     def before_instantiate_classes(self) -> None:
         # A progress bar redrawn into a log file (CI, nohup) is noise: without a terminal, show none unless
@@ -31,6 +34,12 @@ class SeqRecCLI(LightningCLI):
         trainer = self.config[self.subcommand].get("trainer") if self.subcommand else self.config.get("trainer")
         if trainer is not None and trainer.get("enable_progress_bar") is None and not sys.stdout.isatty():
             trainer["enable_progress_bar"] = False
+
+    def before_predict(self) -> None:
+        from seqrec.callbacks import RecommendationWriter
+
+        config = self.config[self.subcommand]
+        self.trainer.callbacks.append(RecommendationWriter(config["predict_output"], config["predict_k"]))
 
     def before_fit(self) -> None:
         stats = self.datamodule.stats()

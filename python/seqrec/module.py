@@ -233,10 +233,7 @@ class SeqRecModule(pl.LightningModule):
         part = {name: v[:users] for name, v in batch.items() if name not in ("history_rows", "history_items")}
         rows = batch["history_rows"] < users
         part["history_rows"], part["history_items"] = batch["history_rows"][rows], batch["history_items"][rows]
-        scores = self._scores(part)
-        scores[:, 0] = float("-inf")
-        scores[part["history_rows"], part["history_items"]] = float("-inf")
-        top = scores.topk(k, dim=1).indices
+        top = self.top_k(part, k)[1]
         self._recommendations = (part["users"].cpu(), part["inputs"].cpu(), part["targets"].cpu(), top.cpu())
 
     def _log_recommendations(self) -> None:
@@ -253,6 +250,34 @@ class SeqRecModule(pl.LightningModule):
         for logger in self.loggers:
             if hasattr(logger, "log_table"):
                 logger.log_table("test/recommendations", columns=["user", "recent items", "next item", "top-10"], data=rows)
+
+    # checkpoints and recommendations ----------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Raw item ids and where the data came from: a checkpoint alone then recommends in raw ids.
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is not None and hasattr(dm, "interactions"):
+            checkpoint["seqrec"] = {"raw_item_ids": dm.interactions.raw_item_ids.tolist(), "source": dm.source()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.catalogue = checkpoint.get("seqrec")
+
+    def top_k(self, batch: dict[str, torch.Tensor], k: int, exclude_seen: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scores, items), each (B, k): the best items for the histories of ``batch`` (dense ids).
+
+        ``exclude_seen`` drops the items in ``history_rows`` / ``history_items``; padding never comes out.
+        """
+        scores = self._scores(batch)
+        scores[:, 0] = float("-inf")
+        if exclude_seen and "history_rows" in batch:
+            scores[batch["history_rows"], batch["history_items"]] = float("-inf")
+        k = min(k, self.hparams.num_items)
+        return scores.topk(k, dim=1)
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        k = getattr(self, "predict_k", 10)  # set by seqrec.callbacks.RecommendationWriter
+        scores, items = self.top_k(batch, k, self.exclude_seen)
+        return {"users": batch["users"], "items": items, "scores": scores}
 
     def _describe_eval(self) -> dict[str, Any]:
         dm = getattr(self.trainer, "datamodule", None)

@@ -52,10 +52,10 @@ def parser() -> argparse.ArgumentParser:
     plot = sub.add_parser("plot", help="PNG training curves of a run")
     plot.add_argument("run_dir", type=Path, help="a run folder: Lightning CSV logs or an offline W&B run")
     plot.add_argument("--out", type=Path, default=None, help="folder for the PNGs (default: the run folder)")
-    export = sub.add_parser("export", help="item embeddings and a TorchScript scorer from a checkpoint")
+    export = sub.add_parser("export", help="item embeddings and an ONNX scorer from a checkpoint")
     export.add_argument("checkpoint", type=Path, help="a .ckpt written by seqrec fit")
     export.add_argument("out", type=Path, help="output folder")
-    export.add_argument("--no-torchscript", action="store_true", help="only the embeddings table")
+    export.add_argument("--no-onnx", action="store_true", help="only the embeddings table (no ONNX scorer)")
     return p
 
 
@@ -82,7 +82,7 @@ def tools(argv: list[str]) -> int:
     if args.command == "export":
         from seqrec.export import export
 
-        written = export(args.checkpoint, args.out, torchscript=not args.no_torchscript)
+        written = export(args.checkpoint, args.out, onnx=not args.no_onnx)
         print("wrote: " + ", ".join(str(p) for p in written))
         return 0
     from seqrec.plots import plot_run

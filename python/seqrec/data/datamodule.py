@@ -58,6 +58,22 @@ def resolve_data_path(path: str) -> Path:
     return resolved
 
 
+def load_source(source: dict[str, Any]) -> Interactions:
+    """Interactions described by ``SeqRecDataModule.source()``: a file (and times file), or synthetic data."""
+    if source.get("path") is None:
+        return make_synthetic(**source.get("synthetic", {}))
+    path = resolve_data_path(source["path"])
+    fmt = source.get("format", "auto")
+    if fmt in ("csv", "parquet") or (fmt == "auto" and path.suffix in (".csv", ".tsv", ".parquet")):
+        user_col, item_col, time_col = source.get("columns", ("user_id", "item_id", "timestamp"))
+        data = load(path, fmt, user_col=user_col, item_col=item_col, time_col=time_col)
+    else:
+        data = load(path, fmt)
+    if source.get("timestamps") is not None:
+        data = attach_user_line_times(data, resolve_data_path(source["timestamps"]))
+    return data
+
+
 def derive_seed(*parts: int) -> int:
     """A 64-bit seed from integers (seed, epoch, batch): stable across runs and platforms."""
     return int(np.random.SeedSequence(list(parts)).generate_state(1, dtype=np.uint64)[0])
@@ -135,6 +151,43 @@ def left_pad(offsets: np.ndarray, items: np.ndarray, users: np.ndarray, max_len:
     return out
 
 
+def history_batches(
+    offsets: np.ndarray,
+    items: np.ndarray,
+    users: np.ndarray,
+    max_len: int,
+    batch_size: int,
+    time_buckets: np.ndarray | None = None,
+    time_offsets: np.ndarray | None = None,
+) -> list[dict[str, torch.Tensor]]:
+    """Batches of users with their whole history in ``(offsets, items)``, to score what comes next.
+
+    Each holds ``users``, ``inputs`` (the last ``max_len`` items, left-padded), the (row, item) pairs of
+    the whole history (``history_rows``, ``history_items``: what full ranking excludes), and with
+    ``time_buckets`` (per interaction, laid out by ``time_offsets``, default ``offsets``; histories
+    must be prefixes there) the matching ``time_inputs``.
+    """
+    inputs = left_pad(offsets, items, users, max_len)
+    batches = []
+    for start in range(0, users.size, batch_size):
+        sl = slice(start, start + batch_size)
+        bu = users[sl]
+        lengths = offsets[bu + 1] - offsets[bu]
+        rows = np.repeat(np.arange(bu.size), lengths)
+        hist = np.concatenate([items[offsets[u] : offsets[u + 1]] for u in bu]).astype(np.int64)
+        batch = {
+            "users": torch.from_numpy(bu),
+            "inputs": torch.from_numpy(inputs[sl]),
+            "history_rows": torch.from_numpy(rows),
+            "history_items": torch.from_numpy(hist),
+        }
+        if time_buckets is not None:
+            where = offsets if time_offsets is None else time_offsets
+            batch["time_inputs"] = torch.from_numpy(gather_prefix(time_buckets, where, bu, lengths, max_len, 0, inputs[sl]))
+        batches.append(batch)
+    return batches
+
+
 class SeqRecDataModule(pl.LightningDataModule):
     """Leave-one-out data for next-item models.
 
@@ -195,6 +248,9 @@ class SeqRecDataModule(pl.LightningDataModule):
         For text formats without times: a ``user t1 t2 ...`` file aligned with a one-user-per-line file.
     time_features : bool
         Feed SASRec the bucketed time gap since the user's previous interaction (needs timestamps).
+    predict_users : str or None
+        ``seqrec predict``: a text file of raw user ids, one per line, to recommend for (None: every user).
+        Their whole history is the input, and what they saw is excluded.
     seed : int
         Fixes data order and sampling.
     """
@@ -225,6 +281,7 @@ class SeqRecDataModule(pl.LightningDataModule):
         item_features: str | None = None,
         timestamps: str | None = None,
         time_features: bool = False,
+        predict_users: str | None = None,
         seed: int = 42,
     ):
         super().__init__()
@@ -263,9 +320,8 @@ class SeqRecDataModule(pl.LightningDataModule):
         self.item_features = item_features
         self.timestamps = timestamps
         self.time_features = time_features
+        self.predict_users = predict_users
         self.interactions = self._load()
-        if timestamps is not None:
-            self.interactions = attach_user_line_times(self.interactions, resolve_data_path(timestamps))
         self.attributes: ItemAttributes | None = None
         if item_features is not None:
             self.attributes = load_item_attributes(resolve_data_path(item_features), self.interactions)
@@ -280,18 +336,21 @@ class SeqRecDataModule(pl.LightningDataModule):
         self.train_batches: TrainBatches | None = None
 
     def _load(self) -> Interactions:
-        if self.path is None:
-            spec = asdict(self.synthetic)
-            return make_synthetic(**spec)
-        path = resolve_data_path(self.path)
-        if self.format in ("csv", "parquet") or (self.format == "auto" and path.suffix in (".csv", ".tsv", ".parquet")):
-            user_col, item_col, time_col = self.columns
-            return load(path, self.format, user_col=user_col, item_col=item_col, time_col=time_col)
-        return load(path, self.format)
+        return load_source(self.source())
 
     @property
     def num_items(self) -> int:
         return self.interactions.num_items
+
+    def source(self) -> dict[str, Any]:
+        """What reloads the same interactions (kept in checkpoints so recommendations can find histories)."""
+        return {
+            "path": self.path,
+            "format": self.format,
+            "columns": list(self.columns),
+            "synthetic": asdict(self.synthetic),
+            "timestamps": self.timestamps,
+        }
 
     @property
     def num_attributes(self) -> int:
@@ -388,28 +447,14 @@ class SeqRecDataModule(pl.LightningDataModule):
         offsets, items = split.history(stage)
         users = split.eval_users
         targets = split.targets(stage)
-        inputs = left_pad(offsets, items, users, self.max_len)
         candidates = self._sampled_candidates(stage, users)
-        batches = []
-        for start in range(0, users.size, self.eval_batch_size):
+        batches = history_batches(offsets, items, users, self.max_len, self.eval_batch_size, self._time_buckets,
+                                  self.interactions.offsets)
+        for start, batch in zip(range(0, users.size, self.eval_batch_size), batches):
             sl = slice(start, start + self.eval_batch_size)
-            bu = users[sl]
-            lengths = offsets[bu + 1] - offsets[bu]
-            rows = np.repeat(np.arange(bu.size), lengths)
-            hist = np.concatenate([items[offsets[u] : offsets[u + 1]] for u in bu]).astype(np.int64)
-            batch = {
-                "users": torch.from_numpy(bu),
-                "inputs": torch.from_numpy(inputs[sl]),
-                "targets": torch.from_numpy(targets[sl]),
-                "history_rows": torch.from_numpy(rows),
-                "history_items": torch.from_numpy(hist),
-            }
-            if self.time_features:
-                time_in = self.time_inputs(bu, lengths, inputs[sl], shift=0)
-                batch["time_inputs"] = torch.from_numpy(time_in)
+            batch["targets"] = torch.from_numpy(targets[sl])
             if candidates is not None:
                 batch["candidates"] = torch.from_numpy(candidates[sl])
-            batches.append(batch)
         self._eval_batches[stage] = batches
         return batches
 
@@ -426,6 +471,31 @@ class SeqRecDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.eval_batches("val"), batch_size=None, num_workers=0)
+
+    def users_to_predict(self) -> np.ndarray:
+        """Dense indices of the users in ``predict_users`` (every user when None)."""
+        data = self.interactions
+        if self.predict_users is None:
+            return np.arange(data.num_users, dtype=np.int64)
+        path = Path(self.predict_users)
+        index = {str(raw): u for u, raw in enumerate(data.raw_user_ids.tolist())}
+        users = []
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            raw = line.strip()
+            if not raw:
+                continue
+            if raw not in index:
+                raise ValueError(f"{path}:{lineno}: unknown user {raw!r} (not in {data.source})")
+            users.append(index[raw])
+        if not users:
+            raise ValueError(f"{path}: no user ids")
+        return np.asarray(users, dtype=np.int64)
+
+    def predict_dataloader(self) -> DataLoader:
+        data = self.interactions
+        batches = history_batches(data.offsets, data.items, self.users_to_predict(), self.max_len,
+                                  self.eval_batch_size, self._time_buckets)
+        return DataLoader(batches, batch_size=None, num_workers=0)
 
     def test_dataloader(self) -> DataLoader:
         return DataLoader(self.eval_batches("test"), batch_size=None, num_workers=0)
