@@ -68,3 +68,22 @@ def test_expected_metrics_match_brute_force_average() -> None:
 def test_bad_k() -> None:
     with pytest.raises(ValueError, match="k must be positive"):
         expected_metrics(torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long), 0)
+
+
+def test_top_k_shortcut_gives_the_exact_metrics() -> None:
+    # Coarse scores make many ties, some at the k-th place; excluded items and targets included.
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 30, (300, 200), generator=gen).float()
+    scores[torch.rand(300, 200, generator=gen) < 0.05] = float("-inf")
+    targets = torch.randint(1, 200, (300,), generator=gen)
+    exact = target_rank_counts(scores, targets)
+    fast = target_rank_counts(scores, targets, max_k=20)
+    counted = fast[0] < scores.shape[1]
+    assert counted.any() and (~counted).any()
+    assert torch.equal(fast[0][counted], exact[0][counted])
+    assert torch.equal(fast[1][counted], exact[1][counted])
+    excluded = torch.isneginf(scores.gather(1, targets[:, None]).squeeze(1))
+    assert ((exact[0] >= 20) | excluded)[~counted].all()  # skipped rows miss at every k <= 20
+    for k in (1, 5, 10, 20):
+        for name, value in expected_metrics(*fast, k).items():
+            torch.testing.assert_close(value, expected_metrics(*exact, k)[name], msg=f"{name}@{k}")

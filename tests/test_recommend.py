@@ -158,3 +158,13 @@ def test_export_embeddings_and_onnx_give_the_checkpoint_top_k(trained: tuple[Pat
     # The exported query vectors against the embedding table give the same ranking (vector search path).
     _, via_table = exact_top_k(query, emb, 10)
     np.testing.assert_array_equal(via_table + 1, top_ckpt)
+
+
+def test_validation_popularity_is_computed_once_and_logged_every_epoch(trained: tuple[Path, Path]) -> None:
+    import csv
+
+    _, tmp = trained
+    rows = [r for f in tmp.rglob("metrics.csv") for r in csv.DictReader(f.open()) if r.get("val/ndcg@10")]
+    assert len(rows) == 2  # two epochs, validated each
+    assert rows[0]["val/popularity/ndcg@10"] == rows[1]["val/popularity/ndcg@10"] != ""
+    assert float(rows[0]["val/popularity/ndcg@10"]) > 0

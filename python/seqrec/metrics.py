@@ -14,7 +14,9 @@ import torch
 METRICS = ("hr", "ndcg", "mrr")
 
 
-def target_rank_counts(scores: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def target_rank_counts(
+    scores: torch.Tensor, targets: torch.Tensor, max_k: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Counts, per row, the items scored above the target and the other items tied with it.
 
     Parameters
@@ -23,6 +25,11 @@ def target_rank_counts(scores: torch.Tensor, targets: torch.Tensor) -> tuple[tor
         (B, C) scores; items excluded from ranking must already be set to ``-inf``.
     targets : torch.Tensor
         (B,) column index of the target in ``scores``.
+    max_k : int or None
+        The largest cut-off the caller needs. Then only rows whose target reaches the top ``max_k``
+        scores are counted exactly; the others get ``greater = C`` (a miss at every cut-off up to
+        ``max_k``) and ``ties = 0``. A top-k pass and counting a few rows is several times cheaper than
+        comparing every score of every row, which dominates evaluation over a large catalogue.
 
     Returns
     -------
@@ -30,11 +37,22 @@ def target_rank_counts(scores: torch.Tensor, targets: torch.Tensor) -> tuple[tor
         (B,) int64 each. A target that is itself ``-inf`` (excluded) is reported with ``greater = C``,
         which no cut-off reaches: a miss.
     """
+    c = scores.shape[1]
     target_scores = scores.gather(1, targets.view(-1, 1))  # (B, 1)
-    greater = (scores > target_scores).sum(1)
-    ties = (scores == target_scores).sum(1) - 1
     excluded = torch.isneginf(target_scores.squeeze(1))
-    greater = torch.where(excluded, torch.full_like(greater, scores.shape[1]), greater)
+    if max_k is None or max_k >= c:
+        rows = torch.arange(scores.shape[0], device=scores.device)
+    else:
+        kth = scores.topk(max_k, dim=1).values[:, -1:]  # (B, 1) the max_k-th best score
+        rows = torch.nonzero((target_scores >= kth).squeeze(1) & ~excluded).squeeze(1)
+    greater = torch.full((scores.shape[0],), c, dtype=torch.long, device=scores.device)
+    ties = torch.zeros(scores.shape[0], dtype=torch.long, device=scores.device)
+    if rows.numel():
+        sub, t = scores[rows], target_scores[rows]
+        greater[rows] = (sub > t).sum(1)
+        ties[rows] = (sub == t).sum(1) - 1
+    greater = torch.where(excluded, torch.full_like(greater, c), greater)
+    ties = torch.where(excluded, torch.zeros_like(ties), ties)
     return greater, ties
 
 
@@ -60,7 +78,7 @@ def expected_metrics(greater: torch.Tensor, ties: torch.Tensor, k: int) -> dict[
 
 def ranking_metrics(scores: torch.Tensor, targets: torch.Tensor, ks: list[int]) -> dict[str, torch.Tensor]:
     """Per-row metrics ``{"hr@10": (B,), ...}`` for every k in ``ks``."""
-    greater, ties = target_rank_counts(scores, targets)
+    greater, ties = target_rank_counts(scores, targets, max(ks))
     out: dict[str, torch.Tensor] = {}
     for k in ks:
         for name, value in expected_metrics(greater, ties, k).items():

@@ -112,6 +112,7 @@ class SeqRecModule(pl.LightningModule):
         self.register_buffer("popularity", torch.zeros(num_items + 1), persistent=False)
         self._sums: dict[str, torch.Tensor] = {}
         self._count = 0
+        self._baseline: dict[str, dict[str, float]] = {}  # popularity metrics of a stage, once computed
         self.results: dict[str, dict[str, float]] = {}
 
     # training -------------------------------------------------------------------------------------------
@@ -178,11 +179,13 @@ class SeqRecModule(pl.LightningModule):
             key = f"{prefix}{name}"
             self._sums[key] = self._sums.get(key, 0.0) + v.sum().double()
 
-    def _eval_step(self, batch: dict[str, torch.Tensor]) -> None:
+    def _eval_step(self, batch: dict[str, torch.Tensor], stage: str) -> None:
         scores = self._scores(batch)
-        pop = self.popularity.unsqueeze(0).expand_as(scores)  # (B, N + 1)
         self._accumulate("", batch_metrics(scores, batch, self.ks, self.exclude_seen))
-        self._accumulate("popularity/", batch_metrics(pop, batch, self.ks, self.exclude_seen))
+        # The baseline's scores never change: validation computes them once and reuses them every epoch.
+        if stage not in self._baseline:
+            pop = self.popularity.unsqueeze(0).expand_as(scores)  # (B, N + 1)
+            self._accumulate("popularity/", batch_metrics(pop, batch, self.ks, self.exclude_seen))
         self._count += batch["inputs"].shape[0]
 
     def _scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -200,6 +203,10 @@ class SeqRecModule(pl.LightningModule):
         if self._count == 0:
             return {}
         results = {name: float(total) / self._count for name, total in self._sums.items()}
+        if stage in self._baseline:
+            results.update(self._baseline[stage])
+        elif stage == "val" and not self.trainer.sanity_checking:
+            self._baseline[stage] = {n: v for n, v in results.items() if n.startswith("popularity/")}
         for name, value in results.items():
             self.log(f"{stage}/{name}", value, prog_bar=name == f"ndcg@{self.ks[0]}")
         self.results[stage] = results
@@ -209,7 +216,7 @@ class SeqRecModule(pl.LightningModule):
         self._eval_start()
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch)
+        self._eval_step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
         self._eval_end("val")
@@ -218,7 +225,7 @@ class SeqRecModule(pl.LightningModule):
         self._eval_start()
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch)
+        self._eval_step(batch, "test")
         if batch_idx == 0:
             self._sample_recommendations(batch)
 
