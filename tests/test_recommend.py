@@ -164,7 +164,8 @@ def test_validation_popularity_is_computed_once_and_logged_every_epoch(trained: 
     import csv
 
     _, tmp = trained
-    rows = [r for f in tmp.rglob("metrics.csv") for r in csv.DictReader(f.open()) if r.get("val/ndcg@10")]
+    rows = [r for f in tmp.rglob("metrics.csv") for r in csv.DictReader(f.read_text().splitlines())
+            if r.get("val/ndcg@10")]
     assert len(rows) == 2  # two epochs, validated each
     assert rows[0]["val/popularity/ndcg@10"] == rows[1]["val/popularity/ndcg@10"] != ""
     assert float(rows[0]["val/popularity/ndcg@10"]) > 0
