@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+from pathlib import Path
 
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
@@ -48,11 +51,28 @@ class SeqRecCLI(LightningCLI):
             logger.log_hyperparams({"dataset": {"name": self.datamodule.dataset_name, **stats}})
 
     def after_fit(self) -> None:
-        if not self.config[self.subcommand].get("test_after_fit", True):
-            return
         ckpt = self.trainer.checkpoint_callback
         has_best = ckpt is not None and getattr(ckpt, "best_model_path", "")
+        if has_best:
+            link = link_best(Path(ckpt.best_model_path), Path(self.trainer.default_root_dir))
+            print(f"best checkpoint: {ckpt.best_model_path} (also {link})")
+        if not self.config[self.subcommand].get("test_after_fit", True):
+            return
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if has_best else None)
+
+
+def link_best(best: Path, root: Path) -> Path:
+    """Points ``root/best.ckpt`` at the run's best checkpoint: a path that does not change between runs."""
+    link = root / "best.ckpt"
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / ".best.ckpt.tmp"
+    tmp.unlink(missing_ok=True)
+    try:
+        tmp.symlink_to(os.path.relpath(best.resolve(), root.resolve()))
+    except OSError:  # no symlinks here (some Windows setups): a copy
+        shutil.copyfile(best, tmp)
+    os.replace(tmp, link)
+    return link
 
 
 def _fmt(v: object) -> str:
