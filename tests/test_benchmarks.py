@@ -46,3 +46,14 @@ def test_accuracy_runner_on_a_tiny_file_and_skips_missing_data(tmp_path, monkeyp
     (tmp_path / "accuracy.json").rename(tmp_path / "part.json")
     merged = accuracy.main(["--merge", "part", "--out", str(tmp_path)])
     assert merged == json.loads((tmp_path / "accuracy.json").read_text())["runs"] == rows
+
+
+def test_retrieval_benchmark_runs(tmp_path) -> None:
+    pytest.importorskip("faiss")
+    from benchmarks import retrieval
+
+    out = retrieval.main(["--items", "3000", "--dim", "16", "--queries", "50", "--ef", "16", "64", "--repeats", "1",
+                          "--out", str(tmp_path)])
+    assert [r["ef_search"] for r in out["hnsw"]] == [16, 64]
+    assert 0 < out["hnsw"][0]["recall"] <= out["hnsw"][1]["recall"] <= 1  # more candidates, no worse recall
+    assert "speed-up vs exact" in (tmp_path / "retrieval.md").read_text()
