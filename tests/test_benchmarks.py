@@ -57,3 +57,48 @@ def test_retrieval_benchmark_runs(tmp_path) -> None:
     assert [r["ef_search"] for r in out["hnsw"]] == [16, 64]
     assert 0 < out["hnsw"][0]["recall"] <= out["hnsw"][1]["recall"] <= 1  # more candidates, no worse recall
     assert "speed-up vs exact" in (tmp_path / "retrieval.md").read_text()
+
+
+def test_suite_comparison_flags_a_regression_and_plots_history(tmp_path) -> None:
+    from benchmarks import suite
+
+    figures = {name: {"median": 10.0} for name in suite.CHECKS}
+    figures["training.sasrec_data_wait_fraction"] = {"median": 0.01}
+    base = {"figures": figures}
+    same = {"figures": {k: dict(v) for k, v in figures.items()}}
+    assert suite.compare(same, base)[0]
+    # Noise within the tolerance passes; a 3x slower batcher does not, and the table says which figure.
+    same["figures"]["training.seqrec_vs_original"]["median"] = 6.0
+    same["figures"]["training.sasrec_data_wait_fraction"]["median"] = 0.04  # under the 5% floor
+    assert suite.compare(same, base)[0]
+    slow = {"figures": {k: dict(v) for k, v in figures.items()}}
+    slow["figures"]["batching.rust_vs_numpy"]["median"] = 3.0
+    passed, table = suite.compare(slow, base)
+    assert not passed and "| batching.rust_vs_numpy | 10 | 3 | >= 5 | **REGRESSION** |" in table
+    waiting = {"figures": {k: dict(v) for k, v in figures.items()}}
+    waiting["figures"]["training.sasrec_data_wait_fraction"]["median"] = 0.2
+    assert not suite.compare(waiting, base)[0]
+
+    machine = {"git_commit": "abc", "time": "t", "cores": 2, "torch": "x"}
+    history = tmp_path / "history.jsonl"
+    history.write_text("".join(json.dumps({"suite": "full", "machine": machine, "figures": figures}) + "\n"
+                               for _ in range(3)))
+    png = suite.plot_history(history, tmp_path / "history.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| calibration.gflops |" in suite.summary({"suite": "ci", "seconds": 1, "machine": machine,
+                                                      "figures": {"calibration.gflops": {"median": 1.0}}})
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_skips_without_cuda_and_runs_its_path_on_cpu(tmp_path, capsys, monkeypatch) -> None:
+    import torch
+
+    from benchmarks import gpu
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu.main(["--out", str(tmp_path)]) is None
+    assert "skipping" in capsys.readouterr().out
+    out = gpu.main(["--device", "cpu", "--users", "300", "--items", "100", "--epochs", "1", "--minutes", "1", "--batch-size", "32",
+                    "--out", str(tmp_path)])
+    assert out["sasrec_ce"]["throughput"]["tokens_per_s"] > 0 and out["sasrec_bce"]["epochs"] >= 0
+    assert json.loads((tmp_path / "gpu.json").read_text())["device"] == "cpu"

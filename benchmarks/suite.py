@@ -1,0 +1,260 @@
+"""The speed suite: one run measures every speed figure, checks the ratios against a committed baseline.
+
+Absolute speeds move with the machine and its neighbours, so regressions are judged on ratios measured
+in the same run: the Rust batcher against its numpy reference, seqrec's engine against the original
+SASRec pipeline, and throughputs divided by a matrix-multiply calibration (GFLOP/s of this machine now).
+
+    python -m benchmarks run --suite ci --check     # what .ci/run does: about 3 minutes on 2 cores
+    python -m benchmarks run --suite full           # adds larger data and the shared datasets; appends history
+    python -m benchmarks baseline                   # refresh benchmarks/baseline_ci.json from a ci run
+    python -m benchmarks plot                       # benchmarks/results/history.png from the history
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from benchmarks.common import RESULTS, machine
+
+HERE = Path(__file__).parent
+BASELINE = HERE / "baseline_ci.json"
+HISTORY = HERE / "history.jsonl"
+
+# name -> (higher is better, tolerance): fail when a figure is worse than baseline by more than the factor.
+CHECKS: dict[str, tuple[bool, float]] = {
+    "batching.rust_vs_numpy": (True, 0.5),
+    "training.seqrec_vs_original": (True, 0.5),
+    "training.sasrec_tokens_per_gflop": (True, 0.5),
+    "training.bert4rec_tokens_per_gflop": (True, 0.5),
+    "evaluation.users_per_gflop": (True, 0.5),
+    "training.sasrec_data_wait_fraction": (False, 3.0),
+}
+# A wait fraction this small is noise: a baseline of 0.2% must not fail a run at 0.7%.
+FLOORS = {"training.sasrec_data_wait_fraction": 0.05}
+
+
+def stats(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def repeat(fn: Callable[[], float], n: int) -> dict[str, float]:
+    return stats([fn() for _ in range(n)])
+
+
+def calibration(n: int = 512) -> float:
+    """GFLOP/s of a float32 n x n matrix product on the current torch threads (median of 7)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+
+    def once() -> float:
+        start = time.perf_counter()
+        for _ in range(10):
+            a @ b
+        return 10 * 2 * n**3 / (time.perf_counter() - start) / 1e9
+
+    return statistics.median(once() for _ in range(7))
+
+
+def batching(repeats: int, inner: int) -> dict[str, Any]:
+    from benchmarks.batching import bench_shape
+
+    runs = [bench_shape("games", 128, 50, repeats=3, inner=inner)["ratios"]["rust_1_thread_vs_numpy"]
+            for _ in range(repeats)]
+    return {"rust_vs_numpy": stats(runs)}
+
+
+def lightning_throughput(architecture: str, users: int, items: int, repeats: int) -> dict[str, dict[str, float]]:
+    """tokens/s and data-wait fraction of one training epoch through SeqRecModule under Lightning."""
+    import pytorch_lightning as pl
+
+    from seqrec.callbacks import ThroughputMonitor
+    from seqrec.data.datamodule import SeqRecDataModule, SyntheticSpec
+    from seqrec.module import SeqRecModule
+
+    spec = SyntheticSpec(num_users=users, num_items=items, num_clusters=20, mean_length=20, seed=0)
+    dm = SeqRecDataModule(synthetic=spec, max_len=50, batch_size=128, task=architecture,  # type: ignore[arg-type]
+                          negatives="uniform" if architecture == "sasrec" else "none", mask_prob=0.2, seed=0)
+    tokens, waits = [], []
+    for r in range(repeats):
+        torch.manual_seed(r)
+        model = SeqRecModule(architecture=architecture, num_items=dm.num_items,  # type: ignore[arg-type]
+                             max_len=50, hidden_size=64, num_heads=2, loss="bce" if architecture == "sasrec" else "ce")
+        monitor = ThroughputMonitor()
+        trainer = pl.Trainer(max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False, callbacks=[monitor],
+                             accelerator="cpu", num_sanity_val_steps=0)
+        trainer.fit(model, datamodule=dm)
+        tokens.append(monitor.summary["tokens_per_s"])
+        waits.append(monitor.summary["data_wait_fraction"])
+    return {"tokens_per_s": stats(tokens), "data_wait_fraction": stats(waits)}
+
+
+def original_vs_seqrec(users: int, items: int, repeats: int) -> dict[str, float]:
+    from benchmarks import training
+
+    ratios = []
+    for _ in range(repeats):
+        args = argparse.Namespace(users=users, items=items, clusters=20, mean_length=9.26, max_len=50, hidden=50,
+                                  dropout=0.5, batch_size=128, epochs=1, workers=1, setups=["original", "seqrec"])
+        ratios.append(training.run(args)["speedup_tokens_per_s"])
+    return stats(ratios)
+
+
+def evaluation(users: int, items: int, repeats: int) -> dict[str, float]:
+    """Users per second through full-ranking evaluation (scores, exclusions, metrics) of SASRec."""
+    from seqrec.data.datamodule import SeqRecDataModule, SyntheticSpec
+    from seqrec.evaluation import evaluate
+    from seqrec.models import ModelConfig, SASRec
+
+    spec = SyntheticSpec(num_users=users, num_items=items, num_clusters=50, mean_length=10, seed=0)
+    dm = SeqRecDataModule(synthetic=spec, max_len=50, eval_batch_size=512, seed=0)
+    batches = dm.eval_batches("val")
+    model = SASRec(ModelConfig(num_items=dm.num_items, max_len=50, hidden_size=64))
+    n = sum(len(b["users"]) for b in batches)
+
+    def once() -> float:
+        start = time.perf_counter()
+        evaluate(model, batches, [10])
+        return n / (time.perf_counter() - start)
+
+    return repeat(once, repeats)
+
+
+SUITES = {
+    # suite -> sizes; the ci suite fits in about 3 minutes on 2 cores.
+    "ci": {"repeats": 5, "inner": 10, "train_users": 3000, "train_items": 2000, "eval_users": 4000,
+           "eval_items": 20000, "orig_users": 3000},
+    "full": {"repeats": 5, "inner": 40, "train_users": 30000, "train_items": 20000, "eval_users": 30000,
+             "eval_items": 100000, "orig_users": 31013},
+}
+
+
+def run_suite(suite: str) -> dict[str, Any]:
+    size = SUITES[suite]
+    torch.set_num_threads(1)  # figures per core: stable on a shared machine, comparable across machines
+    start = time.perf_counter()
+    gflops = calibration()
+    figures: dict[str, dict[str, float]] = {"calibration.gflops": {"median": gflops}}
+    figures["batching.rust_vs_numpy"] = batching(size["repeats"], size["inner"])["rust_vs_numpy"]
+    for arch in ("sasrec", "bert4rec"):
+        t = lightning_throughput(arch, size["train_users"], size["train_items"], size["repeats"])
+        figures[f"training.{arch}_tokens_per_s"] = t["tokens_per_s"]
+        figures[f"training.{arch}_tokens_per_gflop"] = {k: v / gflops if k != "n" else v
+                                                        for k, v in t["tokens_per_s"].items()}
+        if arch == "sasrec":
+            figures["training.sasrec_data_wait_fraction"] = t["data_wait_fraction"]
+    figures["training.seqrec_vs_original"] = original_vs_seqrec(size["orig_users"], size["train_items"],
+                                                                max(1, size["repeats"] - 1))
+    ev = evaluation(size["eval_users"], size["eval_items"], size["repeats"])
+    figures["evaluation.users_per_s"] = ev
+    figures["evaluation.users_per_gflop"] = {k: v / gflops if k != "n" else v for k, v in ev.items()}
+    return {"suite": suite, "machine": machine(), "seconds": time.perf_counter() - start, "figures": figures}
+
+
+def compare(result: dict[str, Any], baseline: dict[str, Any]) -> tuple[bool, str]:
+    """(passed, markdown table) of each checked figure against the baseline's median."""
+    ok = True
+    lines = ["| figure | baseline | now | limit | |", "|---|---:|---:|---:|---|"]
+    for name, (higher, factor) in CHECKS.items():
+        now = result["figures"].get(name, {}).get("median")
+        base = baseline.get("figures", {}).get(name, {}).get("median")
+        if now is None or base is None:
+            lines.append(f"| {name} | {base} | {now} | – | not compared |")
+            continue
+        if higher:
+            limit = base * factor
+            passed = now >= limit
+        else:
+            limit = max(base * factor, FLOORS.get(name, 0.0))
+            passed = now <= limit
+        ok &= passed
+        lines.append(f"| {name} | {base:.4g} | {now:.4g} | {'>=' if higher else '<='} {limit:.4g} | "
+                     f"{'ok' if passed else '**REGRESSION**'} |")
+    return ok, "\n".join(lines)
+
+
+def summary(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    lines = [f"# Speed suite `{result['suite']}` ({result['seconds']:.0f} s)", "",
+             f"_{m['time']}, commit {m['git_commit']}, {m['cores']} cores, torch {m['torch']}, one torch thread_", "",
+             "| figure | median | min | max |", "|---|---:|---:|---:|"]
+    for name, s in result["figures"].items():
+        lines.append(f"| {name} | {s['median']:.4g} | {s.get('min', s['median']):.4g} | {s.get('max', s['median']):.4g} |")
+    return "\n".join(lines)
+
+
+def plot_history(history: Path = HISTORY, out: Path = RESULTS / "history.png") -> Path:
+    from seqrec.plots import _pyplot
+
+    plt = _pyplot()
+    rows = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
+    names = ["batching.rust_vs_numpy", "training.seqrec_vs_original", "training.sasrec_tokens_per_gflop",
+             "training.bert4rec_tokens_per_gflop", "evaluation.users_per_gflop"]
+    fig, axes = plt.subplots(len(names), 1, figsize=(7, 2.2 * len(names)), sharex=True)
+    labels = [f"{r['machine']['git_commit']}\n{r['suite']}" for r in rows]
+    for ax, name in zip(axes, names):
+        ys = [r["figures"].get(name, {}).get("median", float("nan")) for r in rows]
+        ax.plot(range(len(rows)), ys, marker="o", color="#3b75af")
+        ax.set_ylabel(name.split(".", 1)[1], fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[-1].set_xticks(range(len(rows)), labels, fontsize=7, rotation=45)
+    fig.suptitle("seqrec speed over commits (ratios measured within each run)")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run a suite")
+    r.add_argument("--suite", choices=sorted(SUITES), default="ci")
+    r.add_argument("--check", action="store_true", help="exit 1 when a figure regressed against the baseline")
+    r.add_argument("--baseline", type=Path, default=BASELINE)
+    r.add_argument("--out", type=Path, default=RESULTS / "suite", help="folder of the per-run JSON files")
+    r.add_argument("--history", type=Path, default=None, help="append the run here (default: full runs only)")
+    b = sub.add_parser("baseline", help="run the ci suite and make it the baseline")
+    b.add_argument("--baseline", type=Path, default=BASELINE)
+    sub.add_parser("plot", help="plot the history of full runs")
+    args = p.parse_args(argv)
+
+    if args.command == "plot":
+        print(f"wrote {plot_history()}")
+        return 0
+    suite = "ci" if args.command == "baseline" else args.suite
+    result = run_suite(suite)
+    text = summary(result)
+    if args.command == "baseline":
+        args.baseline.write_text(json.dumps(result, indent=2) + "\n")
+        print(text + f"\n\nwrote the baseline {args.baseline}")
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"{suite}-{result['machine']['time'].replace(':', '')}-{result['machine']['git_commit'] or 'nogit'}"
+    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    history = args.history or (HISTORY if suite == "full" else None)
+    if history is not None:
+        with history.open("a") as f:
+            f.write(json.dumps(result) + "\n")
+    passed = True
+    if args.baseline.exists():
+        passed, table = compare(result, json.loads(args.baseline.read_text()))
+        text += "\n\nAgainst the baseline (" + str(args.baseline) + "):\n\n" + table
+    (args.out / f"{stem}.md").write_text(text + "\n")
+    print(text)
+    if args.check and not passed:
+        print("\nspeed regression: see the table above (refresh the baseline with `python -m benchmarks baseline` "
+              "only when the slowdown is intended)", file=sys.stderr)
+        return 1
+    return 0
