@@ -72,8 +72,13 @@ def batching(repeats: int, inner: int) -> dict[str, Any]:
     return {"rust_vs_numpy": stats(runs)}
 
 
-def lightning_throughput(architecture: str, users: int, items: int, repeats: int) -> dict[str, dict[str, float]]:
-    """tokens/s and data-wait fraction of one training epoch through SeqRecModule under Lightning."""
+def lightning_throughput(
+    architecture: str, users: int, items: int, repeats: int, path: str | None = None
+) -> dict[str, dict[str, float]]:
+    """tokens/s and data-wait fraction of one training epoch through SeqRecModule under Lightning.
+
+    On synthetic data of ``users`` x ``items``, or on the file at ``path`` when given.
+    """
     import pytorch_lightning as pl
 
     from seqrec.callbacks import ThroughputMonitor
@@ -81,7 +86,8 @@ def lightning_throughput(architecture: str, users: int, items: int, repeats: int
     from seqrec.module import SeqRecModule
 
     spec = SyntheticSpec(num_users=users, num_items=items, num_clusters=20, mean_length=20, seed=0)
-    dm = SeqRecDataModule(synthetic=spec, max_len=50, batch_size=128, task=architecture,  # type: ignore[arg-type]
+    dm = SeqRecDataModule(path=path, synthetic=spec, max_len=50, batch_size=128,
+                          task=architecture,  # type: ignore[arg-type]
                           negatives="uniform" if architecture == "sasrec" else "none", mask_prob=0.2, seed=0)
     tokens, waits = [], []
     for r in range(repeats):
@@ -152,6 +158,18 @@ def run_suite(suite: str) -> dict[str, Any]:
                                                         for k, v in t["tokens_per_s"].items()}
         if arch == "sasrec":
             figures["training.sasrec_data_wait_fraction"] = t["data_wait_fraction"]
+    if suite == "full":  # the shared real datasets, where present
+        from seqrec.data.datamodule import resolve_data_path
+
+        for name, rel in (("games", "amazon-games/Video.txt"), ("beauty", "amazon-beauty-bert4rec/beauty.txt")):
+            try:
+                path = str(resolve_data_path("$SEQREC_DATA_DIR/" + rel))
+            except FileNotFoundError as e:
+                print(f"skipping {name}: {e}")
+                continue
+            t = lightning_throughput("sasrec", 0, 0, size["repeats"], path=path)
+            figures[f"training.{name}_sasrec_tokens_per_s"] = t["tokens_per_s"]
+            figures[f"training.{name}_sasrec_data_wait_fraction"] = t["data_wait_fraction"]
     figures["training.seqrec_vs_original"] = original_vs_seqrec(size["orig_users"], size["train_items"],
                                                                 max(1, size["repeats"] - 1))
     ev = evaluation(size["eval_users"], size["eval_items"], size["repeats"])
@@ -227,11 +245,13 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--history", type=Path, default=None, help="append the run here (default: full runs only)")
     b = sub.add_parser("baseline", help="run the ci suite and make it the baseline")
     b.add_argument("--baseline", type=Path, default=BASELINE)
-    sub.add_parser("plot", help="plot the history of full runs")
+    pl = sub.add_parser("plot", help="plot the history of full runs")
+    pl.add_argument("--history", type=Path, default=HISTORY)
+    pl.add_argument("--out", type=Path, default=RESULTS / "history.png")
     args = p.parse_args(argv)
 
     if args.command == "plot":
-        print(f"wrote {plot_history()}")
+        print(f"wrote {plot_history(args.history, args.out)}")
         return 0
     suite = "ci" if args.command == "baseline" else args.suite
     result = run_suite(suite)

@@ -102,3 +102,27 @@ def test_gpu_benchmark_skips_without_cuda_and_runs_its_path_on_cpu(tmp_path, cap
                     "--out", str(tmp_path)])
     assert out["sasrec_ce"]["throughput"]["tokens_per_s"] > 0 and out["sasrec_bce"]["epochs"] >= 0
     assert json.loads((tmp_path / "gpu.json").read_text())["device"] == "cpu"
+
+
+def test_suite_commands_write_runs_history_baseline_and_plot(tmp_path, monkeypatch, capsys) -> None:
+    # The measuring itself is what .ci/run runs; here every command's bookkeeping runs on a fake result.
+    from benchmarks import suite
+
+    machine = {"git_commit": "abc", "time": "2026-01-01T00:00:00", "cores": 2, "torch": "x"}
+    fake = {"machine": machine, "seconds": 1.0,
+            "figures": {name: {"median": 2.0, "min": 1.0, "max": 3.0} for name in suite.CHECKS}}
+    monkeypatch.setattr(suite, "run_suite", lambda name: {"suite": name, **fake})
+    base = tmp_path / "baseline.json"
+    assert suite.main(["baseline", "--baseline", str(base)]) == 0
+    assert json.loads(base.read_text())["suite"] == "ci"
+    history = tmp_path / "history.jsonl"
+    for _ in range(2):
+        assert suite.main(["run", "--suite", "full", "--baseline", str(base), "--out", str(tmp_path / "runs"),
+                           "--history", str(history), "--check"]) == 0
+    assert len(history.read_text().splitlines()) == 2
+    assert len(list((tmp_path / "runs").glob("full-*.json"))) >= 1
+    assert "| batching.rust_vs_numpy | 2 | 2 | >= 1 | ok |" in capsys.readouterr().out
+    assert suite.main(["plot", "--history", str(history), "--out", str(tmp_path / "h.png")]) == 0
+    assert (tmp_path / "h.png").exists()
+    fake["figures"]["batching.rust_vs_numpy"]["median"] = 0.5
+    assert suite.main(["run", "--baseline", str(base), "--out", str(tmp_path / "runs"), "--check"]) == 1
