@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -34,6 +35,17 @@ class Scorer(nn.Module):
         return query, self.model.score_all(query)
 
 
+def _atomic(path: Path, write: Callable[[Path], object]) -> Path:
+    """Writes through ``write(tmp)`` then renames: a crash never leaves a half-written file under ``path``."""
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def export_embeddings(recommender: Recommender, out: Path) -> list[Path]:
     """``item_embeddings.parquet`` (item_id, embedding) and the same table as ``item_embeddings.npy``."""
     import pyarrow as pa
@@ -46,9 +58,12 @@ def export_embeddings(recommender: Recommender, out: Path) -> list[Path]:
         "item_id": pa.array(raw.tolist()),
         "embedding": pa.FixedSizeListArray.from_arrays(flat, emb.shape[1]),
     })
-    pq.write_table(table, out / "item_embeddings.parquet")
-    np.save(out / "item_embeddings.npy", emb)
-    return [out / "item_embeddings.parquet", out / "item_embeddings.npy"]
+    def save_npy(p: Path) -> None:
+        with open(p, "wb") as f:
+            np.save(f, emb)
+
+    return [_atomic(out / "item_embeddings.parquet", lambda p: pq.write_table(table, p)),
+            _atomic(out / "item_embeddings.npy", save_npy)]
 
 
 def export_onnx(module: SeqRecModule, path: Path) -> Path:
@@ -68,9 +83,9 @@ def export_onnx(module: SeqRecModule, path: Path) -> Path:
         args = (example, torch.ones(2, max_len, dtype=torch.long))
         names.append("time_inputs")
         shapes["time_inputs"] = {0: batch}
-    torch.onnx.export(scorer, args, str(path), input_names=names, output_names=["query", "scores"],
-                      dynamic_shapes=shapes, dynamo=True, external_data=False, verbose=False)
-    return path
+    return _atomic(path, lambda p: torch.onnx.export(
+        scorer, args, str(p), input_names=names, output_names=["query", "scores"], dynamic_shapes=shapes,
+        dynamo=True, external_data=False, verbose=False))
 
 
 def export(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], onnx: bool = True) -> list[Path]:
@@ -91,5 +106,5 @@ def export(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], onnx
         "inputs": "dense item ids 1..num_items, left-padded with 0 to max_len; row i of item_embeddings is "
                   "dense id i + 1, whose raw id is item_embeddings.parquet's item_id",
     }
-    (out / "export.json").write_text(json.dumps(meta, indent=2))
+    _atomic(out / "export.json", lambda p: p.write_text(json.dumps(meta, indent=2)))
     return [*written, out / "export.json"]

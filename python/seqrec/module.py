@@ -265,9 +265,19 @@ class SeqRecModule(pl.LightningModule):
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if dm is not None and hasattr(dm, "interactions"):
             checkpoint["seqrec"] = {"raw_item_ids": dm.interactions.raw_item_ids.tolist(), "source": dm.source()}
+        # Dropout draws from torch's generator; batches depend only on (seed, epoch). With the generator's
+        # state saved, a run resumed from this checkpoint continues exactly as the uninterrupted one.
+        checkpoint["seqrec_rng"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["seqrec_rng"]["cuda"] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.catalogue = checkpoint.get("seqrec")
+        rng = checkpoint.get("seqrec_rng")
+        if rng is not None:
+            torch.set_rng_state(rng["torch"].cpu())
+            if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(rng["cuda"])
 
     def top_k(self, batch: dict[str, torch.Tensor], k: int, exclude_seen: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """(scores, items), each (B, k): the best items for the histories of ``batch`` (dense ids).

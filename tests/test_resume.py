@@ -1,0 +1,56 @@
+"""Faults: a stopped run resumes to the same result; checkpoints and outputs are never left half written."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from seqrec.cli import run
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--data.synthetic.num_users=300", "--data.synthetic.num_items=120", "--data.synthetic.num_clusters=6",
+        "--data.synthetic.mean_length=12", "--data.eval_batch_size=128", "--model.hidden_size=16"]
+
+
+def base(root: Path) -> list[str]:
+    return ["--config", str(ROOT / "configs/sasrec_synthetic.yaml"), *TINY, f"--trainer.default_root_dir={root}",
+            "--trainer.logger=false", "--trainer.enable_progress_bar=false", "--test_after_fit=false",
+            "--trainer.callbacks.patience=100"]
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")  # the resumed run's own
+def test_stopped_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path: Path) -> None:
+    whole = run(["fit", *base(tmp_path / "whole"), "--trainer.max_epochs=4"])
+    first = run(["fit", *base(tmp_path / "parts"), "--trainer.max_epochs=2"])
+    last = tmp_path / "parts" / "last.ckpt"
+    first.trainer.save_checkpoint(last)  # what a stop (max_time, a signal, a crash after a save) leaves
+    torch.manual_seed(12345)  # whatever the new process's generator holds, the checkpoint's state wins
+    resumed = run(["fit", *base(tmp_path / "parts"), "--trainer.max_epochs=4", f"--ckpt_path={last}"])
+    assert resumed.trainer.current_epoch == 4
+    assert resumed.model.results["val"] == pytest.approx(whole.model.results["val"], abs=1e-9)
+    for a, b in zip(whole.model.parameters(), resumed.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_a_checkpoint_write_that_fails_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Lightning writes checkpoints through an fsspec transaction: a temporary file, moved in on success.
+    import fsspec.implementations.local as local
+    from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+    path = tmp_path / "ckpts" / "epoch=1.ckpt"
+    TorchCheckpointIO().save_checkpoint({"state": torch.arange(10)}, path)
+    good = path.read_bytes()
+
+    def broken_write(self, data):  # noqa: ANN001 - fsspec's signature
+        raise OSError("disk full")
+
+    monkeypatch.setattr(local.LocalFileOpener, "write", broken_write)
+    with pytest.raises(OSError, match="disk full"):
+        TorchCheckpointIO().save_checkpoint({"state": torch.arange(99)}, path)
+    assert path.read_bytes() == good  # the previous checkpoint is intact
+    fresh = tmp_path / "ckpts" / "epoch=2.ckpt"
+    with pytest.raises(OSError, match="disk full"):
+        TorchCheckpointIO().save_checkpoint({"state": torch.arange(99)}, fresh)
+    assert not fresh.exists()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["epoch=1.ckpt"]  # no stray temporary files
