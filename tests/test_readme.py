@@ -10,6 +10,8 @@ import json
 import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +85,14 @@ def test_readme_commands_run_in_order(tmp_path: Path, monkeypatch: pytest.Monkey
             config = words[words.index("--config") + 1]
             extra = QUICK + (SYNTHETIC if "synthetic" in config and "--data.path" not in words else [])
             logger = "--trainer.logger=false" if words[0] == "predict" else None
-            run([*words, *extra, *([logger] if logger else [])])
+            args = [*words, *extra, *([logger] if logger else [])]
+            if "--trainer.strategy" in words:
+                # DDP relaunches the running command for each rank: that must be seqrec, not pytest.
+                res = subprocess.run([sys.executable, "-m", "seqrec.cli", *args], capture_output=True, text=True,
+                                     timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                assert res.returncode == 0, res.stderr[-3000:]
+                continue
+            run(args)
             wandb.finish()  # one W&B run per command, as separate processes would have
         else:
             assert tools(words) == 0, words

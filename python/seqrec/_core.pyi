@@ -75,10 +75,13 @@ class BatchBuilder:
         bucket_batches: int = 64,
         prefetch: int = 2,
         max_tokens: int = 0,
+        rank: int = 0,
+        world: int = 1,
     ) -> EpochIterator:
         """The batches of one epoch, built ahead on a background thread. With ``bucket``, sequences of similar
         length share a batch (groups of ``bucket_batches`` batches sorted by length, batch order shuffled);
-        with ``max_tokens > 0`` a batch holds as many sequences as fit in that many padded positions."""
+        with ``max_tokens > 0`` a batch holds as many sequences as fit in that many padded positions. With
+        ``world > 1``, only rank ``rank``'s share: every ``world``-th batch, equally many on every rank."""
     def num_batches(
         self,
         users: I64,
@@ -89,6 +92,8 @@ class BatchBuilder:
         bucket: bool = True,
         bucket_batches: int = 64,
         max_tokens: int = 0,
+        rank: int = 0,
+        world: int = 1,
     ) -> int:
         """How many batches ``epoch`` yields with the same arguments."""
 

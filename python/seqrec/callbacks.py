@@ -115,6 +115,9 @@ class RecommendationWriter(pl.Callback):
     def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         from seqrec.recommend import recommendation_rows, write_table
 
+        if not trainer.is_global_zero:  # every rank predicted every user; one writes
+            return
+
         data = trainer.datamodule.interactions  # type: ignore[attr-defined]
         users = torch.cat([p["users"] for p in self._parts]).numpy()
         items = torch.cat([p["items"] for p in self._parts]).numpy()

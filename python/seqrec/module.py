@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Literal
 
 import pytorch_lightning as pl
@@ -113,6 +115,7 @@ class SeqRecModule(pl.LightningModule):
         self._sums: dict[str, torch.Tensor] = {}
         self._count = 0
         self._baseline: dict[str, dict[str, float]] = {}  # popularity metrics of a stage, once computed
+        self.evaluated: dict[str, int] = {}  # users evaluated in the last pass of each stage, all ranks
         self.results: dict[str, dict[str, float]] = {}
 
     # training -------------------------------------------------------------------------------------------
@@ -200,15 +203,27 @@ class SeqRecModule(pl.LightningModule):
         self._sums, self._count = {}, 0
 
     def _eval_end(self, stage: str) -> dict[str, float]:
-        if self._count == 0:
+        names = sorted(self._sums)
+        totals = [float(self._sums[n]) for n in names]
+        count = self._count
+        distributed = self._trainer is not None and self.trainer.world_size > 1
+        if distributed:
+            # Each rank evaluated its own users: sum the totals and counts over ranks, then divide, so the
+            # metrics equal one process's over all users.
+            local = torch.tensor([*totals, count], dtype=torch.float64, device=self.device)
+            summed = self.trainer.strategy.reduce(local, reduce_op="sum").tolist()
+            totals, count = summed[:-1], int(round(summed[-1]))
+        self.evaluated[stage] = count
+        if count == 0:
             return {}
-        results = {name: float(total) / self._count for name, total in self._sums.items()}
+        results = {name: total / count for name, total in zip(names, totals)}
         if stage in self._baseline:
             results.update(self._baseline[stage])
         elif stage == "val" and not self.trainer.sanity_checking:
             self._baseline[stage] = {n: v for n, v in results.items() if n.startswith("popularity/")}
         for name, value in results.items():
-            self.log(f"{stage}/{name}", value, prog_bar=name == f"ndcg@{self.ks[0]}")
+            # The same on every rank already (summed above); sync_dist then averages equal values.
+            self.log(f"{stage}/{name}", value, prog_bar=name == f"ndcg@{self.ks[0]}", sync_dist=distributed)
         self.results[stage] = results
         return results
 
@@ -233,6 +248,11 @@ class SeqRecModule(pl.LightningModule):
         results = self._eval_end("test")
         if results:
             self.print(format_results(results, self.ks, self._describe_eval()))
+            if self.trainer.is_global_zero:  # machine-readable, beside the checkpoints
+                root = Path(self.trainer.default_root_dir)
+                root.mkdir(parents=True, exist_ok=True)
+                record = {"users": self.evaluated["test"], "world_size": self.trainer.world_size, "metrics": results}
+                (root / "test_results.json").write_text(json.dumps(record, indent=2) + "\n")
         self._log_recommendations()
 
     def _sample_recommendations(self, batch: dict[str, torch.Tensor], users: int = 8, k: int = 10) -> None:
@@ -300,7 +320,7 @@ class SeqRecModule(pl.LightningModule):
         dm = getattr(self.trainer, "datamodule", None)
         return {
             "dataset": getattr(dm, "dataset_name", "?"),
-            "users": self._count,
+            "users": self.evaluated.get("test", self._count),
             "items": self.hparams.num_items,
             "exclude_seen": self.exclude_seen,
             "sampled": getattr(dm, "sampled_eval", "none"),

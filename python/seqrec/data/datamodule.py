@@ -103,6 +103,8 @@ class TrainBatches(IterableDataset):
         max_tokens: int = 0,
         expected_targets: float = 1.0,
         extra: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
+        rank: int = 0,
+        world: int = 1,
     ):
         self.builder = builder
         self.users = users
@@ -114,9 +116,13 @@ class TrainBatches(IterableDataset):
         self.prefetch = prefetch
         self.max_tokens = max_tokens
         self.extra = extra  # adds per-batch side inputs (time buckets) computed from users, ends and inputs
+        self.rank, self.world = rank, world  # data-parallel: this process trains every world-th batch
         self.fetch_seconds = 0.0  # time the consumer waited for batches this epoch (read by ThroughputMonitor)
-        self.num_batches = builder.num_batches(users, ends, batch_size, seed, 0, bucket=bucket, max_tokens=max_tokens)
-        self.loss_scale = torch.tensor(self.num_batches / max(expected_targets, 1e-9), dtype=torch.float32)
+        self.num_batches = builder.num_batches(users, ends, batch_size, seed, 0, bucket=bucket, max_tokens=max_tokens,
+                                               rank=rank, world=world)
+        # One over the targets of an average batch of the whole epoch (the same on every rank).
+        all_batches = builder.num_batches(users, ends, batch_size, seed, 0, bucket=bucket, max_tokens=max_tokens)
+        self.loss_scale = torch.tensor(all_batches / max(expected_targets, 1e-9), dtype=torch.float32)
 
     def __len__(self) -> int:
         return self.num_batches
@@ -124,7 +130,7 @@ class TrainBatches(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         batches = self.builder.epoch(
             self.users, self.ends, self.batch_size, self.seed, self.epoch(), bucket=self.bucket,
-            prefetch=self.prefetch, max_tokens=self.max_tokens,
+            prefetch=self.prefetch, max_tokens=self.max_tokens, rank=self.rank, world=self.world,
         )
         self.fetch_seconds = 0.0
         it = iter(batches)
@@ -139,6 +145,20 @@ class TrainBatches(IterableDataset):
             out["loss_scale"] = self.loss_scale
             self.fetch_seconds += time.perf_counter() - start
             yield out
+
+
+class FixedBatches(IterableDataset):
+    """Ready-made batches, as an iterable: Lightning adds no distributed sampler to it (the data module
+    already gave each rank its own users), so no user is dropped or evaluated twice."""
+
+    def __init__(self, batches: list[dict[str, torch.Tensor]]):
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        return iter(self.batches)
 
 
 def left_pad(offsets: np.ndarray, items: np.ndarray, users: np.ndarray, max_len: int) -> np.ndarray:
@@ -410,6 +430,7 @@ class SeqRecDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         builder = self.batch_builder()
+        rank, world = self._rank_world()
         all_users = np.arange(self.interactions.num_users, dtype=np.int64)
         users, ends = builder.segments(all_users, self.window_stride)
         if self.task == "sasrec":
@@ -424,9 +445,15 @@ class SeqRecDataModule(pl.LightningDataModule):
         dataset = self.train_batches = TrainBatches(
             builder, users, ends, self.batch_size, self.seed, self._epoch, self.length_bucketing, self.prefetch,
             max_tokens=max(max_tokens, 0), expected_targets=float(targets.sum()),
-            extra=self._train_extra if self.time_features else None,
+            extra=self._train_extra if self.time_features else None, rank=rank, world=world,
         )
         return DataLoader(dataset, batch_size=None, num_workers=0)
+
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0, 1
+        return int(trainer.global_rank), int(trainer.world_size)
 
     def _epoch(self) -> int:
         trainer = getattr(self, "trainer", None)
@@ -445,9 +472,14 @@ class SeqRecDataModule(pl.LightningDataModule):
             return self._eval_batches[stage]
         split = self.split
         offsets, items = split.history(stage)
-        users = split.eval_users
-        targets = split.targets(stage)
-        candidates = self._sampled_candidates(stage, users)
+        rank, world = self._rank_world()
+        # Data-parallel: each rank evaluates every world-th user, so each user counts exactly once when the
+        # module sums the ranks' metric totals.
+        users = split.eval_users[rank::world]
+        targets = split.targets(stage)[rank::world]
+        candidates = self._sampled_candidates(stage, split.eval_users)
+        if candidates is not None:
+            candidates = candidates[rank::world]
         batches = history_batches(offsets, items, users, self.max_len, self.eval_batch_size, self._time_buckets,
                                   self.interactions.offsets)
         for start, batch in zip(range(0, users.size, self.eval_batch_size), batches):
@@ -470,7 +502,7 @@ class SeqRecDataModule(pl.LightningDataModule):
         return store.popularity_negatives(users, self.num_sampled, seed)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.eval_batches("val"), batch_size=None, num_workers=0)
+        return DataLoader(FixedBatches(self.eval_batches("val")), batch_size=None, num_workers=0)
 
     def users_to_predict(self) -> np.ndarray:
         """Dense indices of the users in ``predict_users`` (every user when None)."""
@@ -495,7 +527,8 @@ class SeqRecDataModule(pl.LightningDataModule):
         data = self.interactions
         batches = history_batches(data.offsets, data.items, self.users_to_predict(), self.max_len,
                                   self.eval_batch_size, self._time_buckets)
-        return DataLoader(batches, batch_size=None, num_workers=0)
+        # Every rank predicts every user (the writer keeps rank 0's): predicting is cheap next to training.
+        return DataLoader(FixedBatches(batches), batch_size=None, num_workers=0)
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.eval_batches("test"), batch_size=None, num_workers=0)
+        return DataLoader(FixedBatches(self.eval_batches("test")), batch_size=None, num_workers=0)

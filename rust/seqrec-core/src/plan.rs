@@ -1,7 +1,7 @@
 //! Epoch planning: which training sequences exist (with sliding windows) and how they group into batches.
 
 use crate::batch::{BatchSpec, Segment};
-use crate::error::{positive, Result};
+use crate::error::{positive, CoreError, Result};
 use crate::rng::{derive_seed, Rng};
 use crate::sequences::Sequences;
 
@@ -94,10 +94,38 @@ fn shuffle<T>(rng: &mut Rng, v: &mut [T]) {
     }
 }
 
+/// Rank `rank`'s share of an epoch's batches for data-parallel training over `world` processes: every
+/// `world`-th batch from `rank`, the same number on every rank (DDP steps in lockstep, so up to
+/// `world - 1` batches of the epoch are left out). Together the shares are disjoint.
+pub fn shard(batches: Vec<Vec<Segment>>, rank: usize, world: usize) -> Result<Vec<Vec<Segment>>> {
+    if world == 0 || rank >= world {
+        return Err(CoreError::BadOption {
+            name: "rank",
+            message: format!("rank {rank} must lie in 0..world ({world})"),
+        });
+    }
+    let per_rank = batches.len() / world;
+    Ok(batches.into_iter().skip(rank).step_by(world).take(per_rank).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::batch::Task;
+
+    #[test]
+    fn shards_are_disjoint_equal_and_cover_all_but_the_remainder() {
+        let batches: Vec<Vec<Segment>> = (0..11).map(|u| vec![Segment { user: u, end: 1 }]).collect();
+        let shards: Vec<Vec<Vec<Segment>>> = (0..3).map(|r| shard(batches.clone(), r, 3).unwrap()).collect();
+        assert!(shards.iter().all(|s| s.len() == 3));
+        let mut users: Vec<usize> = shards.iter().flatten().map(|b| b[0].user).collect();
+        users.sort_unstable();
+        users.dedup();
+        assert_eq!(users.len(), 9);
+        assert_eq!(shard(batches.clone(), 0, 1).unwrap().len(), 11);
+        assert!(shard(batches.clone(), 3, 3).is_err());
+        assert!(shard(batches, 0, 0).is_err());
+    }
 
     #[test]
     fn windows_cover_every_transition_once() {

@@ -12,7 +12,7 @@ use seqrec_core::batch::{
 };
 use seqrec_core::buffers;
 use seqrec_core::negatives::{NegativeMode, NegativeSampler};
-use seqrec_core::plan::{make_segments, plan_epoch};
+use seqrec_core::plan::{make_segments, plan_epoch, shard};
 use seqrec_core::prefetch::Prefetcher;
 use seqrec_core::sampling::AliasTable;
 use seqrec_core::Sequences;
@@ -284,7 +284,10 @@ impl BatchBuilder {
     /// most `prefetch` ahead. Order depends only on (seed, epoch); with `bucket`, batches group sequences of
     /// similar length (within groups of `bucket_batches` batches) and pad only to their longest one; with
     /// `max_tokens > 0` a batch holds as many sequences as fit in that many padded positions.
-    #[pyo3(signature = (users, ends, batch_size, seed, epoch, bucket = true, bucket_batches = 64, prefetch = 2, max_tokens = 0))]
+    ///
+    /// With `world > 1` (data-parallel training) only rank `rank`'s share: every `world`-th batch, the same
+    /// number on every rank, sampled from a stream of the rank's own.
+    #[pyo3(signature = (users, ends, batch_size, seed, epoch, bucket = true, bucket_batches = 64, prefetch = 2, max_tokens = 0, rank = 0, world = 1))]
     #[allow(clippy::too_many_arguments)]
     fn epoch(
         &self,
@@ -297,6 +300,8 @@ impl BatchBuilder {
         bucket_batches: usize,
         prefetch: usize,
         max_tokens: usize,
+        rank: usize,
+        world: usize,
     ) -> PyResult<EpochIterator> {
         let batches = self.plan(
             &users,
@@ -308,8 +313,12 @@ impl BatchBuilder {
             seed,
             epoch,
         )?;
+        let batches = shard(batches, rank, world).map_err(to_py)?;
         let len = batches.len();
-        let seed = seqrec_core::rng::derive_seed(seed, epoch);
+        let mut seed = seqrec_core::rng::derive_seed(seed, epoch);
+        if world > 1 {
+            seed = seqrec_core::rng::derive_seed(seed, rank as u64);
+        }
         let prefetcher = Prefetcher::start(self.store.clone(), self.spec.clone(), batches, seed, prefetch);
         Ok(EpochIterator {
             inner: Mutex::new(prefetcher),
@@ -318,7 +327,7 @@ impl BatchBuilder {
     }
 
     /// How many batches `epoch` would yield with the same arguments (without building any).
-    #[pyo3(signature = (users, ends, batch_size, seed, epoch, bucket = true, bucket_batches = 64, max_tokens = 0))]
+    #[pyo3(signature = (users, ends, batch_size, seed, epoch, bucket = true, bucket_batches = 64, max_tokens = 0, rank = 0, world = 1))]
     #[allow(clippy::too_many_arguments)]
     fn num_batches(
         &self,
@@ -330,19 +339,20 @@ impl BatchBuilder {
         bucket: bool,
         bucket_batches: usize,
         max_tokens: usize,
+        rank: usize,
+        world: usize,
     ) -> PyResult<usize> {
-        Ok(self
-            .plan(
-                &users,
-                &ends,
-                batch_size,
-                bucket,
-                bucket_batches,
-                max_tokens,
-                seed,
-                epoch,
-            )?
-            .len())
+        let batches = self.plan(
+            &users,
+            &ends,
+            batch_size,
+            bucket,
+            bucket_batches,
+            max_tokens,
+            seed,
+            epoch,
+        )?;
+        Ok(shard(batches, rank, world).map_err(to_py)?.len())
     }
 }
 
