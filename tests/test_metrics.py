@@ -87,3 +87,25 @@ def test_top_k_shortcut_gives_the_exact_metrics() -> None:
     for k in (1, 5, 10, 20):
         for name, value in expected_metrics(*fast, k).items():
             torch.testing.assert_close(value, expected_metrics(*exact, k)[name], msg=f"{name}@{k}")
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1000])
+def test_chunked_metrics_equal_whole_catalogue_metrics(chunk: int) -> None:
+    from seqrec.evaluation import batch_metrics, chunked_batch_metrics
+
+    gen = torch.Generator().manual_seed(chunk)
+    b, n = 40, 150
+    scores = torch.randint(0, 12, (b, n + 1), generator=gen).float()  # coarse: many ties
+    targets = torch.randint(1, n + 1, (b,), generator=gen)
+    rows = torch.repeat_interleave(torch.arange(b), 5)
+    items = torch.randint(1, n + 1, (b * 5,), generator=gen)
+    items[:5] = targets[0]  # one user's target is in their history: a miss either way
+    batch = {"targets": targets, "history_rows": rows, "history_items": items,
+             "candidates": torch.randint(1, n + 1, (b, 20), generator=gen)}
+    for exclude in (True, False):
+        whole = batch_metrics(scores, batch, [1, 5, 10], exclude)
+        parts = chunked_batch_metrics(lambda lo, hi: scores[:, lo:hi].clone(), n + 1, batch, [1, 5, 10], exclude,
+                                      chunk=chunk)
+        assert whole.keys() == parts.keys()
+        for name in whole:
+            torch.testing.assert_close(parts[name], whole[name], msg=f"{name} exclude={exclude}")

@@ -48,3 +48,17 @@ def test_same_seed_same_metrics(tmp_path) -> None:
     a = fit_and_test(tmp_path / "a", "bce", seed=3)
     b = fit_and_test(tmp_path / "b", "bce", seed=3)
     assert a["ndcg@10"] == pytest.approx(b["ndcg@10"], abs=1e-9)
+
+
+@pytest.mark.slow
+def test_chunked_evaluation_gives_the_same_metrics_in_training(tmp_path) -> None:
+    from seqrec.cli import run
+
+    common = ["--config", "configs/sasrec_synthetic.yaml", "--data.synthetic.num_users=300",
+              "--data.synthetic.num_items=120", "--data.synthetic.num_clusters=6", "--data.synthetic.mean_length=12",
+              "--model.hidden_size=16", "--trainer.max_epochs=1", "--trainer.logger=false",
+              "--trainer.enable_progress_bar=false", "--data.sampled_eval=uniform"]
+    whole = run(["fit", *common, f"--trainer.default_root_dir={tmp_path / 'a'}"])
+    parts = run(["fit", *common, f"--trainer.default_root_dir={tmp_path / 'b'}", "--model.eval_chunk=17"])
+    for stage in ("val", "test"):
+        assert parts.model.results[stage] == pytest.approx(whole.model.results[stage], abs=1e-6)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 
-from seqrec.metrics import ranking_metrics
+from seqrec.metrics import expected_metrics, ranking_metrics
 
 
 def batch_metrics(
@@ -31,6 +31,70 @@ def batch_metrics(
     if "candidates" in batch:
         cand = torch.cat([targets.unsqueeze(1), batch["candidates"]], dim=1)  # (B, 1 + S), target first
         sampled = ranking_metrics(scores.gather(1, cand), torch.zeros_like(targets), ks)
+        out.update({f"sampled/{name}": v for name, v in sampled.items()})
+    return out
+
+
+def chunked_batch_metrics(
+    chunk_scores: Callable[[int, int], torch.Tensor],
+    num_columns: int,
+    batch: dict[str, torch.Tensor],
+    ks: list[int],
+    exclude_seen: bool = True,
+    chunk: int = 65536,
+) -> dict[str, torch.Tensor]:
+    """``batch_metrics`` for catalogues too large to score at once: ``chunk_scores(start, stop)`` gives the
+    (B, stop - start) scores of columns ``start:stop``, and memory stays at B x ``chunk``.
+
+    Two passes over the catalogue: the first reads each target's score from the same products that rank
+    it (a separately computed dot product can round differently and break ties), the second counts the
+    items above and tied with it. The sampled protocol scores only the candidates.
+    """
+    targets = batch["targets"]
+    b = targets.shape[0]
+    rows = torch.arange(b, device=targets.device)
+    hist_rows, hist_items = batch["history_rows"], batch["history_items"]
+    target_scores = torch.empty(b, dtype=torch.float32, device=targets.device)
+    cand = None
+    if "candidates" in batch:
+        cand = torch.cat([targets.unsqueeze(1), batch["candidates"]], dim=1)  # (B, 1 + S), target first
+        cand_scores = torch.empty(cand.shape, dtype=torch.float32, device=targets.device)
+    for start in range(0, num_columns, chunk):
+        stop = min(start + chunk, num_columns)
+        s = chunk_scores(start, stop).float()
+        inside = (targets >= start) & (targets < stop)
+        target_scores[inside] = s[rows[inside], targets[inside] - start]
+        if cand is not None:
+            here = (cand >= start) & (cand < stop)
+            r, c = torch.nonzero(here, as_tuple=True)
+            cand_scores[r, c] = s[r, cand[r, c] - start]
+    excluded = targets == 0
+    if exclude_seen:  # a target the user already saw is itself excluded: a miss, as in batch_metrics
+        seen = torch.zeros(b, dtype=torch.long, device=targets.device)
+        seen.index_add_(0, hist_rows, (hist_items == targets[hist_rows]).long())
+        excluded |= seen > 0
+    greater = torch.zeros(b, dtype=torch.long, device=targets.device)
+    ties = torch.zeros(b, dtype=torch.long, device=targets.device)
+    t = target_scores.unsqueeze(1)
+    for start in range(0, num_columns, chunk):
+        stop = min(start + chunk, num_columns)
+        s = chunk_scores(start, stop).float()
+        if start == 0:
+            s[:, 0] = float("-inf")  # padding
+        if exclude_seen:
+            here = (hist_items >= start) & (hist_items < stop)
+            s[hist_rows[here], hist_items[here] - start] = float("-inf")
+        greater += (s > t).sum(1)
+        ties += (s == t).sum(1)
+    ties -= 1  # the target itself
+    greater = torch.where(excluded, torch.full_like(greater, num_columns), greater)
+    ties = torch.where(excluded, torch.zeros_like(ties), ties.clamp(min=0))
+    out: dict[str, torch.Tensor] = {}
+    for k in ks:
+        for name, value in expected_metrics(greater, ties, k).items():
+            out[f"{name}@{k}"] = value
+    if cand is not None:
+        sampled = ranking_metrics(cand_scores, torch.zeros_like(targets), ks)
         out.update({f"sampled/{name}": v for name, v in sampled.items()})
     return out
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import pytorch_lightning as pl
 import torch
 
-from seqrec.evaluation import batch_metrics
+from seqrec.evaluation import batch_metrics, chunked_batch_metrics
 from seqrec.losses import bce_sampled, full_cross_entropy, gbce, sampled_softmax
 from seqrec.models import BERT4Rec, ModelConfig, SASRec
 
@@ -58,6 +58,9 @@ class SeqRecModule(pl.LightningModule):
         the data module's ``item_features`` by the CLI (0: none).
     num_time_buckets : int
         Time-gap buckets as an extra input embedding (SASRec only); linked from ``data.time_features``.
+    eval_chunk : int
+        Catalogues of more items than this are ranked in chunks of this many items at evaluation, so memory
+        stays at eval_batch_size x eval_chunk scores however large the catalogue.
     """
 
     def __init__(
@@ -83,6 +86,7 @@ class SeqRecModule(pl.LightningModule):
         num_attributes: int = 0,
         max_attributes: int = 0,
         num_time_buckets: int = 0,
+        eval_chunk: int = 262_144,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -92,6 +96,8 @@ class SeqRecModule(pl.LightningModule):
             raise ValueError(f"architecture must be 'sasrec' or 'bert4rec', got {architecture!r}")
         if num_time_buckets and architecture == "bert4rec":
             raise ValueError("time features are for SASRec: BERT4Rec's appended mask has no time to embed")
+        if eval_chunk < 1:
+            raise ValueError(f"eval_chunk must be positive, got {eval_chunk}")
         if not ks or min(ks) < 1:
             raise ValueError(f"ks must be positive cut-offs, got {ks}")
         config = ModelConfig(
@@ -183,21 +189,42 @@ class SeqRecModule(pl.LightningModule):
             self._sums[key] = self._sums.get(key, 0.0) + v.sum().double()
 
     def _eval_step(self, batch: dict[str, torch.Tensor], stage: str) -> None:
-        scores = self._scores(batch)
-        self._accumulate("", batch_metrics(scores, batch, self.ks, self.exclude_seen))
+        b, columns = batch["inputs"].shape[0], self.hparams.num_items + 1
         # The baseline's scores never change: validation computes them once and reuses them every epoch.
-        if stage not in self._baseline:
-            pop = self.popularity.unsqueeze(0).expand_as(scores)  # (B, N + 1)
-            self._accumulate("popularity/", batch_metrics(pop, batch, self.ks, self.exclude_seen))
-        self._count += batch["inputs"].shape[0]
+        baseline = stage not in self._baseline
+        if columns <= self.hparams.eval_chunk:
+            scores = self._scores(batch)
+            self._accumulate("", batch_metrics(scores, batch, self.ks, self.exclude_seen))
+            if baseline:
+                pop = self.popularity.unsqueeze(0).expand_as(scores)  # (B, N + 1)
+                self._accumulate("popularity/", batch_metrics(pop, batch, self.ks, self.exclude_seen))
+        else:  # a catalogue too large for (B, N + 1) scores: rank it eval_chunk items at a time
+            hidden = self._query(batch)
+            table = self.model.item_embeddings
 
-    def _scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(B, N + 1) scores of every item for the users of an evaluation batch."""
+            def model_chunk(lo: int, hi: int) -> torch.Tensor:
+                return hidden @ table[lo:hi].T
+
+            def pop_chunk(lo: int, hi: int) -> torch.Tensor:
+                return self.popularity[lo:hi].expand(b, -1).clone()
+
+            chunk = self.hparams.eval_chunk
+            self._accumulate("", chunked_batch_metrics(model_chunk, columns, batch, self.ks, self.exclude_seen, chunk))
+            if baseline:
+                self._accumulate("popularity/",
+                                 chunked_batch_metrics(pop_chunk, columns, batch, self.ks, self.exclude_seen, chunk))
+        self._count += b
+
+    def _query(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, D) the hidden state after each user's history: what scores the next item."""
         inputs = batch["inputs"]
         if isinstance(self.model, BERT4Rec):
             inputs = self.model.with_mask_appended(inputs)  # predict the item after the history
-        hidden = self.model(inputs, batch.get("time_inputs"))[:, -1]  # (B, D): left padding puts the latest position last
-        return self.model.score_all(hidden).float()  # (B, N + 1)
+        return self.model(inputs, batch.get("time_inputs"))[:, -1]  # left padding puts the latest position last
+
+    def _scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, N + 1) scores of every item for the users of an evaluation batch."""
+        return self.model.score_all(self._query(batch)).float()
 
     def _eval_start(self) -> None:
         self._sums, self._count = {}, 0
