@@ -126,3 +126,14 @@ def test_suite_commands_write_runs_history_baseline_and_plot(tmp_path, monkeypat
     assert (tmp_path / "h.png").exists()
     fake["figures"]["batching.rust_vs_numpy"]["median"] = 0.5
     assert suite.main(["run", "--baseline", str(base), "--out", str(tmp_path / "runs"), "--check"]) == 1
+
+
+@pytest.mark.slow
+def test_large_catalogue_benchmark_runs(tmp_path) -> None:
+    from benchmarks import large_catalogue
+
+    out = large_catalogue.main(["--items", "3000", "--users", "800", "--train-steps", "5", "--eval-users", "256",
+                                "--eval-chunk", "500", "--hidden", "16", "--negatives", "32", "--out", str(tmp_path)])
+    assert out["eval"]["users"] == 256 and out["train"]["tokens_per_s"] > 0
+    assert out["projected_item_table_training_gib_10M_items"] == pytest.approx(16 * 16 * 1e7 / 2**30)
+    assert "full ranking" in (tmp_path / "large_catalogue.md").read_text()
