@@ -35,8 +35,9 @@ PUBLISHED = {
     "sasrec_beauty_s3": [("SASRec sampled softmax, eSASRec benchmark", "full", 0.0921, 0.0531),
                          ("eSASRec, same benchmark", "full", 0.0928, 0.0523)],
 }
+PUBLISHED["sasrec_beauty_s3_features"] = PUBLISHED["sasrec_beauty_s3"]
 PROTOCOL = {"sasrec_games": "uniform-100", "sasrec_games_best": "uniform-100", "sasrec_beauty": "popularity-100",
-            "bert4rec_beauty": "popularity-100", "sasrec_beauty_s3": "none"}
+            "bert4rec_beauty": "popularity-100", "sasrec_beauty_s3": "none", "sasrec_beauty_s3_features": "none"}
 
 
 def data_path(config: Path) -> str | None:
