@@ -139,7 +139,7 @@ SUITES = {
     # suite -> sizes; the ci suite fits in about 3 minutes on 2 cores.
     "ci": {"repeats": 5, "inner": 10, "train_users": 3000, "train_items": 2000, "eval_users": 4000,
            "eval_items": 20000, "orig_users": 3000},
-    "full": {"repeats": 5, "inner": 40, "train_users": 30000, "train_items": 20000, "eval_users": 30000,
+    "full": {"repeats": 3, "inner": 40, "train_users": 20000, "train_items": 20000, "eval_users": 20000,
              "eval_items": 100000, "orig_users": 31013},
 }
 
