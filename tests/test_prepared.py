@@ -86,3 +86,33 @@ def test_damaged_or_missing_folders_are_named(tmp_path: Path) -> None:
     (tmp_path / "p" / "items.npy").write_bytes(b"garbage")
     with pytest.raises(DataFormatError, match="damaged prepared dataset"):
         load_prepared(tmp_path / "p")
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("1 5\n1 x\n", "bad.txt:2: item id 'x' is not an integer"),
+    ("1 5\n-3 4\n", "bad.txt:2: user id -3 is negative"),
+    ("", "bad.txt: the file is empty"),
+    ("1 5 6\n2 7\n1 8\n", "bad.txt:3: user 1 already appeared on line 1"),
+])
+def test_bad_input_leaves_nothing_behind(tmp_path: Path, content: str, message: str,
+                                         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from seqrec.cli import main
+
+    bad = tmp_path / "bad.txt"
+    bad.write_text(content)
+    out = tmp_path / "out"
+    fmt = "user_lines" if content.startswith("1 5 6") else "sasrec"
+    monkeypatch.setattr("sys.argv", ["seqrec", "data", "prepare", str(bad), str(out), "--format", fmt])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err  # a message naming file and line, not a traceback
+    assert not out.exists()
+
+
+def test_a_filter_that_leaves_nothing_writes_nothing(tmp_path: Path) -> None:
+    src = tmp_path / "few.txt"
+    src.write_text("1 1\n1 2\n2 3\n")
+    with pytest.raises(ValueError, match="nothing is left after 5-core"):
+        tools(["data", "prepare", str(src), str(tmp_path / "out"), "--k-core", "5"])
+    assert not (tmp_path / "out").exists()

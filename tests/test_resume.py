@@ -54,3 +54,25 @@ def test_a_checkpoint_write_that_fails_leaves_no_file(tmp_path: Path, monkeypatc
         TorchCheckpointIO().save_checkpoint({"state": torch.arange(99)}, fresh)
     assert not fresh.exists()
     assert sorted(p.name for p in path.parent.iterdir()) == ["epoch=1.ckpt"]  # no stray temporary files
+
+
+def test_a_non_finite_loss_stops_training_naming_the_step(tmp_path: Path) -> None:
+    import pytorch_lightning as pl
+
+    from seqrec.data.datamodule import SeqRecDataModule, SyntheticSpec
+    from seqrec.module import SeqRecModule
+
+    class Poison(pl.Callback):  # what a diverging run looks like: the weights go to NaN mid-epoch
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):  # noqa: ANN001
+            if trainer.global_step == 3:
+                with torch.no_grad():
+                    pl_module.model.encoder.item_emb.weight.fill_(float("nan"))
+
+    dm = SeqRecDataModule(synthetic=SyntheticSpec(num_users=200, num_items=80, num_clusters=4), max_len=8,
+                          batch_size=16)
+    model = SeqRecModule(num_items=dm.num_items, max_len=8, hidden_size=8)
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[Poison()], default_root_dir=tmp_path,
+                         num_sanity_val_steps=0)
+    with pytest.raises(FloatingPointError, match="loss is nan at global step 3"):
+        trainer.fit(model, datamodule=dm)
