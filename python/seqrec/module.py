@@ -15,6 +15,7 @@ from seqrec.models import BERT4Rec, ModelConfig, SASRec
 
 SAMPLED_LOSSES = ("bce", "sampled_softmax", "gbce")
 LOSSES = (*SAMPLED_LOSSES, "ce")
+from seqrec.analysis import format_summary, summarize, write_per_user
 from seqrec.report import format_results
 
 
@@ -120,6 +121,7 @@ class SeqRecModule(pl.LightningModule):
         self.register_buffer("popularity", torch.zeros(num_items + 1), persistent=False)
         self._sums: dict[str, torch.Tensor] = {}
         self._count = 0
+        self._per_user: list[dict[str, torch.Tensor]] = []
         self._baseline: dict[str, dict[str, float]] = {}  # popularity metrics of a stage, once computed
         self.evaluated: dict[str, int] = {}  # users evaluated in the last pass of each stage, all ranks
         self.results: dict[str, dict[str, float]] = {}
@@ -194,10 +196,14 @@ class SeqRecModule(pl.LightningModule):
         baseline = stage not in self._baseline
         if columns <= self.hparams.eval_chunk:
             scores = self._scores(batch)
-            self._accumulate("", batch_metrics(scores, batch, self.ks, self.exclude_seen))
+            per_user = batch_metrics(scores, batch, self.ks, self.exclude_seen)
+            self._accumulate("", per_user)
             if baseline:
                 pop = self.popularity.unsqueeze(0).expand_as(scores)  # (B, N + 1)
-                self._accumulate("popularity/", batch_metrics(pop, batch, self.ks, self.exclude_seen))
+                pop_per_user = batch_metrics(pop, batch, self.ks, self.exclude_seen)
+                self._accumulate("popularity/", pop_per_user)
+                if stage == "test":
+                    self._keep_per_user(batch, scores, pop, per_user, pop_per_user)
         else:  # a catalogue too large for (B, N + 1) scores: rank it eval_chunk items at a time
             hidden = self._query(batch)
             table = self.model.item_embeddings
@@ -215,6 +221,28 @@ class SeqRecModule(pl.LightningModule):
                                  chunked_batch_metrics(pop_chunk, columns, batch, self.ks, self.exclude_seen, chunk))
         self._count += b
 
+    def _keep_per_user(self, batch: dict[str, torch.Tensor], scores: torch.Tensor, pop: torch.Tensor,
+                       per_user: dict[str, torch.Tensor], pop_per_user: dict[str, torch.Tensor]) -> None:
+        """Keeps each test user's metrics and both top-k lists (see ``seqrec.analysis``)."""
+        k = min(max(self.ks), self.hparams.num_items)
+        tops = []
+        for s in (scores, pop):
+            masked = s.clone()
+            masked[:, 0] = float("-inf")
+            if self.exclude_seen:
+                masked[batch["history_rows"], batch["history_items"]] = float("-inf")
+            tops.append(masked.topk(k, dim=1).indices.cpu())
+        rows = {
+            "user_index": batch["users"].cpu(),
+            "history_length": torch.bincount(batch["history_rows"].cpu(), minlength=scores.shape[0]),
+            "target": batch["targets"].cpu(),
+            "top_model": tops[0],
+            "top_popularity": tops[1],
+            **{name: v.cpu() for name, v in per_user.items()},
+            **{f"popularity/{name}": v.cpu() for name, v in pop_per_user.items()},
+        }
+        self._per_user.append(rows)
+
     def _query(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, D) the hidden state after each user's history: what scores the next item."""
         inputs = batch["inputs"]
@@ -228,6 +256,7 @@ class SeqRecModule(pl.LightningModule):
 
     def _eval_start(self) -> None:
         self._sums, self._count = {}, 0
+        self._per_user: list[dict[str, torch.Tensor]] = []
 
     def _eval_end(self, stage: str) -> dict[str, float]:
         names = sorted(self._sums)
@@ -279,8 +308,31 @@ class SeqRecModule(pl.LightningModule):
                 root = Path(self.trainer.default_root_dir)
                 root.mkdir(parents=True, exist_ok=True)
                 record = {"users": self.evaluated["test"], "world_size": self.trainer.world_size, "metrics": results}
-                (root / "test_results.json").write_text(json.dumps(record, indent=2) + "\n")
+                summary = self._analyse(root)
+                if summary is not None:
+                    record.update(summary)
+                    self.print(format_summary(summary, max(self.ks)))
+                (root / "test_results.json").write_text(json.dumps(record, indent=2, default=float) + "\n")
         self._log_recommendations()
+
+    def _analyse(self, root: Path) -> dict[str, Any] | None:
+        """Per-user rows to ``test_per_user.parquet``; intervals, beyond-accuracy metrics and slices from them.
+
+        One process only (under DDP each rank holds its own users) and only when scores were whole (not
+        chunked); otherwise None.
+        """
+        if not self._per_user or self.trainer.world_size > 1:
+            return None
+        rows = {name: torch.cat([part[name] for part in self._per_user]).numpy() for name in self._per_user[0]}
+        dm = getattr(self.trainer, "datamodule", None)
+        raw_users = getattr(getattr(dm, "interactions", None), "raw_user_ids", None)
+        rows["user"] = raw_users[rows["user_index"]] if raw_users is not None else rows["user_index"]
+        write_per_user(rows, root)
+        counts = self.popularity.cpu().numpy()
+        summary = summarize(rows, counts, self.ks)
+        for name, values in summary["beyond_accuracy"]["model"].items():
+            self.log(f"test/{name}@{max(self.ks)}", float(values))
+        return summary
 
     def _sample_recommendations(self, batch: dict[str, torch.Tensor], users: int = 8, k: int = 10) -> None:
         """Keeps the top-k (seen items excluded) of the first few test users, for a table in the logs."""

@@ -1,4 +1,4 @@
-"""The commands that are not training runs: ``seqrec data stats|prepare``, ``seqrec plot``, ``seqrec export``."""
+"""The commands that are not training runs: ``seqrec data stats|prepare``, ``plot``, ``compare``, ``export``."""
 
 from __future__ import annotations
 
@@ -52,6 +52,11 @@ def parser() -> argparse.ArgumentParser:
     plot = sub.add_parser("plot", help="PNG training curves of a run")
     plot.add_argument("run_dir", type=Path, help="a run folder: Lightning CSV logs or an offline W&B run")
     plot.add_argument("--out", type=Path, default=None, help="folder for the PNGs (default: the run folder)")
+    cmp = sub.add_parser("compare", help="paired comparison of two test runs on the same users")
+    cmp.add_argument("run_a", type=Path, help="a run folder holding test_per_user.parquet (the baseline)")
+    cmp.add_argument("run_b", type=Path, help="the run compared with it")
+    cmp.add_argument("--resamples", type=int, default=1000, help="bootstrap and permutation resamples")
+    cmp.add_argument("--out", type=Path, default=None, help="also write the comparison as JSON here")
     export = sub.add_parser("export", help="item embeddings and an ONNX scorer from a checkpoint")
     export.add_argument("checkpoint", type=Path, help="a .ckpt written by seqrec fit")
     export.add_argument("out", type=Path, help="output folder")
@@ -78,6 +83,14 @@ def tools(argv: list[str]) -> int:
         interactions, _ = _read(args)
         report = prepare(interactions, args.out, min_count=args.min_count, dedup=args.dedup)
         print(json.dumps(report, indent=2))
+        return 0
+    if args.command == "compare":
+        from seqrec.analysis import compare, dumps, format_comparison
+
+        result = compare(args.run_a, args.run_b, args.resamples)
+        print(format_comparison(result, str(args.run_a), str(args.run_b)))
+        if args.out is not None:
+            args.out.write_text(dumps(result) + "\n")
         return 0
     if args.command == "export":
         from seqrec.export import export
