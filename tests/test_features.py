@@ -194,3 +194,51 @@ def test_fit_with_attributes_and_time_then_test_from_checkpoint(tmp_path: Path) 
     test = run(["test", *base, f"--ckpt_path={ckpt}"])
     assert torch.equal(test.model.model.item_attributes, model.item_attributes)  # restored from the checkpoint
     assert test.model.results["test"]["ndcg@10"] > 0
+
+
+def test_time_split_never_leaks_and_picks_first_interactions_after_the_cutoffs() -> None:
+    from seqrec.data.split import TimeSplit
+
+    # user 0: t = 1, 2, 5, 8, 9; user 1: 3, 4; user 2: 6, 7 (nothing before the validation cut-off 5)
+    users = np.array([0, 0, 0, 0, 0, 1, 1, 2, 2])
+    items = np.array([1, 2, 3, 4, 5, 6, 7, 8, 9])
+    times = np.array([1, 2, 5, 8, 9, 3, 4, 6, 7])
+    data = Interactions.from_arrays(users, items, timestamps=times)
+    split = TimeSplit.from_interactions(data, 5, 8)
+    assert split.users("val").tolist() == [0] and split.targets("val").tolist() == [3]  # first in [5, 8)
+    assert split.users("test").tolist() == [0] and split.targets("test").tolist() == [4]  # first at or after 8
+    offsets, train = split.history("val")
+    assert train.tolist() == [1, 2, 6, 7] and offsets.tolist() == [0, 2, 4, 4]
+    offsets, hist = split.history("test")
+    assert hist.tolist() == [1, 2, 3, 6, 7, 8, 9]  # everything before 8, validation period included
+    by_quantile = TimeSplit.from_interactions(data, 0.5, 0.8)
+    assert by_quantile.val_time == int(np.quantile(times, 0.5))
+    with pytest.raises(ValueError, match="before the test cut-off"):
+        TimeSplit.from_interactions(data, 8, 5)
+    backwards = Interactions.from_arrays(np.array([0, 0]), np.array([1, 2]), timestamps=np.array([5, 3]))
+    with pytest.raises(ValueError, match="go backwards"):
+        TimeSplit.from_interactions(backwards, 0.2, 0.8)
+
+
+def test_time_split_on_synthetic_data_has_no_leakage() -> None:
+    dm = SeqRecDataModule(synthetic=SyntheticSpec(num_users=400, num_items=100, num_clusters=4), max_len=20,
+                          split="time", split_times=(0.7, 0.85))
+    data, split = dm.interactions, dm.split
+    ts, user = data.timestamps, data.user_index()
+    within = np.arange(data.num_interactions) - data.offsets[user]
+    # Position of every training item in its user's full sequence: all strictly before the validation cut-off.
+    train_len = np.diff(split.train_offsets)
+    in_train = within < train_len[user]
+    assert (ts[in_train] < split.val_time).all() and in_train.sum() == split.train_items.size
+    for stage, lo, hi in (("val", split.val_time, split.test_time), ("test", split.test_time, np.inf)):
+        offsets, _ = split.history(stage)
+        users = split.users(stage)
+        n = (offsets[users + 1] - offsets[users])
+        target_index = data.offsets[users] + n
+        assert ((ts[target_index] >= lo) & (ts[target_index] < hi)).all()
+        assert (ts[target_index - 1] < lo).all()  # the history ends before the cut-off
+        assert not in_train[target_index].any()  # no target is ever a training input
+        np.testing.assert_array_equal(data.items[target_index], split.targets(stage))
+    batches = dm.eval_batches("test")
+    assert sum(b["users"].numel() for b in batches) == split.users("test").size > 0
+    assert sum(1 for _ in dm.train_dataloader()) > 0

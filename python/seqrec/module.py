@@ -399,6 +399,7 @@ class SeqRecModule(pl.LightningModule):
         dm = getattr(self.trainer, "datamodule", None)
         return {
             "dataset": getattr(dm, "dataset_name", "?"),
+            "split": getattr(dm, "split_name", "leave_one_out"),
             "users": self.evaluated.get("test", self._count),
             "items": self.hparams.num_items,
             "exclude_seen": self.exclude_seen,

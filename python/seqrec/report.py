@@ -15,7 +15,8 @@ def format_results(results: dict[str, float], ks: list[int], info: dict[str, Any
         protocols.append(
             ("sampled/", f"sampled: target vs {info.get('num_sampled')} {info.get('sampled')} negatives")
         )
-    lines = [f"Test results on {info.get('dataset', '?')} ({info.get('users', '?')} users, leave-one-out)"]
+    split = info.get("split", "leave_one_out").replace("_", "-")
+    lines = [f"Test results on {info.get('dataset', '?')} ({info.get('users', '?')} users, {split} split)"]
     for prefix, title in protocols:
         lines.append(f"  {title}")
         lines.append(f"    {'metric':<10}{'model':>10}{'popularity':>12}{'ratio':>8}")

@@ -24,7 +24,7 @@ from seqrec.data.features import (
 )
 from seqrec.data.interactions import Interactions
 from seqrec.data.loaders import load
-from seqrec.data.split import LeaveOneOut
+from seqrec.data.split import LeaveOneOut, TimeSplit
 from seqrec.data.synthetic import make_synthetic
 
 DATA_DIR_ENV = "SEQREC_DATA_DIR"
@@ -268,6 +268,13 @@ class SeqRecDataModule(pl.LightningDataModule):
         For text formats without times: a ``user t1 t2 ...`` file aligned with a one-user-per-line file.
     time_features : bool
         Feed SASRec the bucketed time gap since the user's previous interaction (needs timestamps).
+    split : str
+        ``leave_one_out`` (each user's last item is the test target, the one before validation) or ``time``:
+        a global time split at ``split_times`` (needs timestamps).
+    split_times : (float, float)
+        Validation and test cut-offs of the time split: unix times, or quantiles of all interaction times
+        when both lie in [0, 1]. Training uses what happened before the first; users active on both sides of
+        a cut-off are evaluated on their first interaction after it.
     predict_users : str or None
         ``seqrec predict``: a text file of raw user ids, one per line, to recommend for (None: every user).
         Their whole history is the input, and what they saw is excluded.
@@ -302,6 +309,8 @@ class SeqRecDataModule(pl.LightningDataModule):
         timestamps: str | None = None,
         time_features: bool = False,
         predict_users: str | None = None,
+        split: Literal["leave_one_out", "time"] = "leave_one_out",
+        split_times: tuple[float, float] = (0.9, 0.95),
         seed: int = 42,
     ):
         super().__init__()
@@ -350,7 +359,14 @@ class SeqRecDataModule(pl.LightningDataModule):
             if task != "sasrec":
                 raise ValueError("time_features are for SASRec batches (task 'sasrec')")
             self._time_buckets = time_gap_buckets(self.interactions)
-        self.split = LeaveOneOut.from_interactions(self.interactions)
+        if split not in ("leave_one_out", "time"):
+            raise ValueError(f"split must be 'leave_one_out' or 'time', got {split!r}")
+        self.split_name = split
+        self.split_times = tuple(split_times)
+        self.split: LeaveOneOut | TimeSplit = (
+            LeaveOneOut.from_interactions(self.interactions) if split == "leave_one_out"
+            else TimeSplit.from_interactions(self.interactions, *self.split_times)
+        )
         self._eval_batches: dict[str, list[dict[str, torch.Tensor]]] = {}
         self._builder: BatchBuilder | None = None
         self.train_batches: TrainBatches | None = None
@@ -475,9 +491,9 @@ class SeqRecDataModule(pl.LightningDataModule):
         rank, world = self._rank_world()
         # Data-parallel: each rank evaluates every world-th user, so each user counts exactly once when the
         # module sums the ranks' metric totals.
-        users = split.eval_users[rank::world]
+        users = split.users(stage)[rank::world]
         targets = split.targets(stage)[rank::world]
-        candidates = self._sampled_candidates(stage, split.eval_users)
+        candidates = self._sampled_candidates(stage, split.users(stage))
         if candidates is not None:
             candidates = candidates[rank::world]
         batches = history_batches(offsets, items, users, self.max_len, self.eval_batch_size, self._time_buckets,
