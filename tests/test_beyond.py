@@ -102,3 +102,26 @@ def test_test_runs_keep_per_user_rows_and_compare(tmp_path, capsys) -> None:
     same = json.loads((tools(["compare", str(tmp_path / "a"), str(tmp_path / "a"), "--out", str(tmp_path / "s.json")])
                        and "{}") or (tmp_path / "s.json").read_text())
     assert same["metrics"]["ndcg@10"]["p_value"] == 1.0
+
+
+@pytest.mark.slow
+def test_evaluate_writes_a_report(tmp_path) -> None:
+    import json
+
+    from seqrec.cli import run
+    from seqrec.tools import tools
+
+    run(["fit", "--config", "configs/sasrec_synthetic.yaml", "--data.synthetic.num_users=300",
+         "--data.synthetic.num_items=120", "--data.synthetic.num_clusters=6", "--data.synthetic.mean_length=12",
+         "--model.hidden_size=16", "--trainer.logger=false", "--trainer.enable_progress_bar=false",
+         "--trainer.max_epochs=1", f"--trainer.default_root_dir={tmp_path}"])
+    assert tools(["evaluate", str(tmp_path), "--out", str(tmp_path / "rep")]) == 0
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "| ndcg@10 |" in text and "## Beyond accuracy" in text and "| history_length |" in text
+    for png in ("ndcg_by_slice.png", "popularity_recommended_vs_consumed.png"):
+        assert (tmp_path / "rep" / png).read_bytes()[:4] == b"\x89PNG"
+    record = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert record["users"] == 300 and record["metrics"]["ndcg@10"] == pytest.approx(
+        record["intervals"]["ndcg@10"]["mean"], abs=1e-6)
+    with pytest.raises(FileNotFoundError, match="test_per_user"):
+        tools(["evaluate", str(tmp_path / "rep")])

@@ -134,3 +134,74 @@ def format_comparison(result: dict[str, Any], run_a: str, run_b: str) -> str:
 
 def dumps(obj: Any) -> str:
     return json.dumps(obj, indent=2, default=float)
+
+
+def report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> list[Path]:
+    """``report.md`` + ``report.json`` + PNGs for a test run: metrics with intervals, beyond-accuracy metrics,
+    NDCG by history length and by target popularity, and the popularity of what is recommended vs consumed."""
+    from seqrec.plots import _pyplot
+
+    run_dir = Path(run_dir)
+    out = Path(out) if out is not None else run_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    rows = read_per_user(run_dir)
+    counts_path = run_dir / "train_item_counts.npy"
+    if not counts_path.exists():
+        raise FileNotFoundError(f"{counts_path}: missing (written by seqrec test together with {PER_USER})")
+    counts = np.load(counts_path)
+    k = rows["top_model"].shape[1]
+    summary = summarize(rows, counts, [k])
+    results_path = run_dir / "test_results.json"
+    metrics = json.loads(results_path.read_text())["metrics"] if results_path.exists() else {}
+    plt = _pyplot()
+    paths = []
+
+    key = f"ndcg@{k}"
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, axis in zip(axes, ("history_length", "target_popularity")):
+        groups = summary["slices"][axis]
+        labels = [g["group"] for g in groups[key]]
+        x = np.arange(len(labels))
+        ax.bar(x - 0.2, [g["mean"] for g in groups[key]], 0.4, label="model", color="#3b75af")
+        ax.bar(x + 0.2, [g["mean"] for g in groups[f"popularity/{key}"]], 0.4, label="popularity", color="#cc7a3b")
+        ax.set_xticks(x, [f"{lab}\n({g['users']})" for lab, g in zip(labels, groups[key])], fontsize=8)
+        ax.set_title(f"{key} by {axis.replace('_', ' ')}")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(out / "ndcg_by_slice.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bins = np.logspace(0, np.log10(max(counts.max(), 2)), 30)
+    for values, label, color in ((counts[rows["target"]], "consumed (test targets)", "#555555"),
+                                 (counts[rows["top_model"].ravel()], f"recommended by the model (top-{k})", "#3b75af"),
+                                 (counts[rows["top_popularity"].ravel()], "recommended by popularity", "#cc7a3b")):
+        ax.hist(np.maximum(values, 1), bins=bins, histtype="step", density=True, label=label, color=color, lw=1.5)
+    ax.set_xscale("log")
+    ax.set_xlabel("training interactions of the item (popularity)")
+    ax.set_ylabel("density")
+    ax.set_title("popularity of recommended vs consumed items")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(out / "popularity_recommended_vs_consumed.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    record = {"run": str(run_dir), "users": int(rows["user"].size), "metrics": metrics, **summary}
+    (out / "report.json").write_text(dumps(record) + "\n")
+    lines = [f"# Evaluation report: {run_dir}", "", f"{rows['user'].size} test users; 95% percentile bootstrap "
+             "intervals over users (1,000 resamples).", "", "| metric | value | 95% interval |", "|---|---:|---|"]
+    for name, iv in summary["intervals"].items():
+        lines.append(f"| {name} | {iv['mean']:.4f} | [{iv['low']:.4f}, {iv['high']:.4f}] |")
+    model, pop = summary["beyond_accuracy"]["model"], summary["beyond_accuracy"]["popularity"]
+    lines += ["", f"## Beyond accuracy (top-{k} lists)", "", "| metric | model | popularity |", "|---|---:|---:|"]
+    lines += [f"| {n} | {model[n]:.4g} | {pop[n]:.4g} |" for n in model]
+    lines += ["", f"## {key} by slice", "", "| slice | group | users | model | popularity |", "|---|---|---:|---:|---:|"]
+    for axis, groups in summary["slices"].items():
+        for g, p in zip(groups[key], groups[f"popularity/{key}"]):
+            lines.append(f"| {axis} | {g['group']} | {g['users']} | {g['mean']:.4f} | {p['mean']:.4f} |")
+    lines += ["", "![ndcg by slice](ndcg_by_slice.png)", "",
+              "![popularity of recommended vs consumed](popularity_recommended_vs_consumed.png)"]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    return [out / "report.md", out / "report.json", *paths]

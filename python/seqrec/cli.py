@@ -91,7 +91,7 @@ def run(args: list[str] | None = None) -> SeqRecCLI:
 
 def main() -> None:
     argv = sys.argv[1:]
-    if argv[:1] in (["data"], ["plot"], ["export"], ["compare"]):
+    if argv[:1] in (["data"], ["plot"], ["export"], ["compare"], ["evaluate"]):
         from seqrec.tools import tools
 
         try:

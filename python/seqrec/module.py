@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 
@@ -329,6 +330,7 @@ class SeqRecModule(pl.LightningModule):
         rows["user"] = raw_users[rows["user_index"]] if raw_users is not None else rows["user_index"]
         write_per_user(rows, root)
         counts = self.popularity.cpu().numpy()
+        np.save(root / "train_item_counts.npy", counts.astype(np.int64))  # what the report's plots need
         summary = summarize(rows, counts, self.ks)
         for name, values in summary["beyond_accuracy"]["model"].items():
             self.log(f"test/{name}@{max(self.ks)}", float(values))

@@ -1,4 +1,4 @@
-"""The commands that are not training runs: ``seqrec data stats|prepare``, ``plot``, ``compare``, ``export``."""
+"""The commands that are not training runs: ``seqrec data stats|prepare``, ``plot``, ``compare``, ``evaluate``, ``export``."""
 
 from __future__ import annotations
 
@@ -57,6 +57,9 @@ def parser() -> argparse.ArgumentParser:
     cmp.add_argument("run_b", type=Path, help="the run compared with it")
     cmp.add_argument("--resamples", type=int, default=1000, help="bootstrap and permutation resamples")
     cmp.add_argument("--out", type=Path, default=None, help="also write the comparison as JSON here")
+    ev = sub.add_parser("evaluate", help="a report (markdown, JSON, PNGs) of a test run's per-user results")
+    ev.add_argument("run_dir", type=Path, help="a run folder holding test_per_user.parquet (seqrec test writes it)")
+    ev.add_argument("--out", type=Path, default=None, help="report folder (default RUN_DIR/report)")
     export = sub.add_parser("export", help="item embeddings and an ONNX scorer from a checkpoint")
     export.add_argument("checkpoint", type=Path, help="a .ckpt written by seqrec fit")
     export.add_argument("out", type=Path, help="output folder")
@@ -91,6 +94,11 @@ def tools(argv: list[str]) -> int:
         print(format_comparison(result, str(args.run_a), str(args.run_b)))
         if args.out is not None:
             args.out.write_text(dumps(result) + "\n")
+        return 0
+    if args.command == "evaluate":
+        from seqrec.analysis import report
+
+        print("wrote: " + ", ".join(str(p) for p in report(args.run_dir, args.out)))
         return 0
     if args.command == "export":
         from seqrec.export import export
