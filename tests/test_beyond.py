@@ -30,7 +30,9 @@ def test_beyond_accuracy_by_hand() -> None:
     assert out["consumed_popularity"] == pytest.approx(0.5)
     assert out["popularity_ratio"] == pytest.approx(13.0)
     with pytest.raises(ValueError, match="1..4"):
-        beyond_accuracy(np.array([[0, 1]]), counts)
+        beyond_accuracy(np.array([[5, 1]]), counts)
+    padded = beyond_accuracy(np.array([[1, 2], [1, 0]]), counts)  # 0: an empty slot, not an item
+    assert padded["avg_popularity"] == pytest.approx((10 + 5 + 10) / 3)
 
 
 def test_bootstrap_interval_width_and_coverage() -> None:

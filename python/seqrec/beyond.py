@@ -45,11 +45,12 @@ def beyond_accuracy(top: np.ndarray, counts: np.ndarray, targets: np.ndarray | N
     top = np.asarray(top, dtype=np.int64)
     counts = np.asarray(counts, dtype=np.float64)
     n = counts.size - 1
+    if top.size and (top.min() < 0 or top.max() > n):
+        raise ValueError(f"recommended ids must lie in 1..{n} (0 marks an empty slot)")
+    top = top[top > 0]  # a user who saw almost everything gets fewer than k recommendations
     if top.size == 0:
         raise ValueError("no recommendations to evaluate")
-    if top.min() < 1 or top.max() > n:
-        raise ValueError(f"recommended ids must lie in 1..{n}")
-    exposure = np.bincount(top.ravel(), minlength=n + 1)[1:]
+    exposure = np.bincount(top, minlength=n + 1)[1:]
     p = np.maximum(counts[1:], 1.0) / max(counts[1:].sum(), 1.0)
     out = {
         "coverage": float((exposure > 0).sum() / n),

@@ -53,7 +53,7 @@ class SeqRecCLI(LightningCLI):
     def after_fit(self) -> None:
         ckpt = self.trainer.checkpoint_callback
         has_best = ckpt is not None and getattr(ckpt, "best_model_path", "")
-        if has_best:
+        if has_best and self.trainer.is_global_zero:  # one process links (ranks racing on it could fail)
             link = link_best(Path(ckpt.best_model_path), Path(self.trainer.default_root_dir))
             print(f"best checkpoint: {ckpt.best_model_path} (also {link})")
         if not self.config[self.subcommand].get("test_after_fit", True):

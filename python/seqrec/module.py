@@ -232,7 +232,9 @@ class SeqRecModule(pl.LightningModule):
             masked[:, 0] = float("-inf")
             if self.exclude_seen:
                 masked[batch["history_rows"], batch["history_items"]] = float("-inf")
-            tops.append(masked.topk(k, dim=1).indices.cpu())
+            best = masked.topk(k, dim=1)
+            # Slots the user could not fill (everything else seen) hold 0, not an excluded item.
+            tops.append(torch.where(torch.isfinite(best.values), best.indices, 0).cpu())
         rows = {
             "user_index": batch["users"].cpu(),
             "history_length": torch.bincount(batch["history_rows"].cpu(), minlength=scores.shape[0]),
