@@ -127,3 +127,18 @@ def test_evaluate_writes_a_report(tmp_path) -> None:
         record["intervals"]["ndcg@10"]["mean"], abs=1e-6)
     with pytest.raises(FileNotFoundError, match="test_per_user"):
         tools(["evaluate", str(tmp_path / "rep")])
+
+
+def test_slices_have_no_empty_groups_when_quartiles_tie() -> None:
+    from seqrec.analysis import summarize
+
+    rng = np.random.default_rng(0)
+    n = 400
+    lengths = np.where(rng.random(n) < 0.4, 4, rng.integers(5, 30, n))  # a heavy minimum, as in 5-core data
+    rows = {"history_length": lengths, "target": rng.integers(1, 50, n),
+            "top_model": rng.integers(1, 50, (n, 10)), "top_popularity": rng.integers(1, 50, (n, 10)),
+            "ndcg@10": rng.random(n), "popularity/ndcg@10": rng.random(n)}
+    out = summarize(rows, np.arange(51), [10])
+    groups = out["slices"]["history_length"]["ndcg@10"]
+    assert all(g["users"] > 0 for g in groups) and sum(g["users"] for g in groups) == n
+    assert groups[0]["group"].startswith("4-") and len(groups) == 3  # the tied quartile at 4 merged away

@@ -72,6 +72,7 @@ def summarize(rows: dict[str, np.ndarray], counts: np.ndarray, ks: list[int], se
     # Slices: history-length quartiles and whether the target is a head (top 20%) or long-tail item.
     lengths = rows["history_length"]
     edges = np.unique(np.quantile(lengths, [0.25, 0.5, 0.75]))
+    edges = edges[edges > lengths.min()]  # a quartile at the minimum would make an empty first group
     length_group = np.searchsorted(edges, lengths, side="right")
     # searchsorted(side="right"): group g holds lengths in [edge g-1, edge g), the last one up to the maximum.
     starts = [int(lengths.min()), *[int(e) for e in edges]]
@@ -177,10 +178,12 @@ def report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None =
     for values, label, color in ((counts[rows["target"]], "consumed (test targets)", "#555555"),
                                  (counts[rows["top_model"].ravel()], f"recommended by the model (top-{k})", "#3b75af"),
                                  (counts[rows["top_popularity"].ravel()], "recommended by popularity", "#cc7a3b")):
-        ax.hist(np.maximum(values, 1), bins=bins, histtype="step", density=True, label=label, color=color, lw=1.5)
+        # Shares per bin (not densities, which log-width bins would distort).
+        ax.hist(np.maximum(values, 1), bins=bins, histtype="step", weights=np.full(values.size, 1 / values.size),
+                label=label, color=color, lw=1.5)
     ax.set_xscale("log")
     ax.set_xlabel("training interactions of the item (popularity)")
-    ax.set_ylabel("density")
+    ax.set_ylabel("share of items")
     ax.set_title("popularity of recommended vs consumed items")
     ax.legend(fontsize=8)
     fig.tight_layout()
