@@ -8,19 +8,12 @@ import pytest
 import torch
 
 from seqrec.cli import run
+from test_cli import TINY
 from seqrec.recommend import Recommender
 from seqrec.retrieval import HNSWIndex, exact_top_k, recall_at_k
 from seqrec.tools import tools
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "--data.synthetic.num_users=300",
-    "--data.synthetic.num_items=120",
-    "--data.synthetic.num_clusters=6",
-    "--data.synthetic.mean_length=12",
-    "--data.eval_batch_size=128",
-    "--model.hidden_size=16",
-]
 
 
 def base(tmp: Path) -> list[str]:

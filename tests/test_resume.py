@@ -6,10 +6,9 @@ import pytest
 import torch
 
 from seqrec.cli import run
+from test_cli import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--data.synthetic.num_users=300", "--data.synthetic.num_items=120", "--data.synthetic.num_clusters=6",
-        "--data.synthetic.mean_length=12", "--data.eval_batch_size=128", "--model.hidden_size=16"]
 
 
 def base(root: Path) -> list[str]:
