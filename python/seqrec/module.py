@@ -20,6 +20,15 @@ from seqrec.analysis import format_summary, summarize, write_per_user
 from seqrec.report import format_results
 
 
+def masked_top_k(scores: torch.Tensor, batch: dict[str, torch.Tensor], k: int, exclude_seen: bool) -> Any:
+    """Top-k of (B, N + 1) ``scores`` (modified in place) without padding and, with ``exclude_seen``, without
+    the items in the batch's ``history_rows`` / ``history_items``."""
+    scores[:, 0] = float("-inf")
+    if exclude_seen and "history_rows" in batch:
+        scores[batch["history_rows"], batch["history_items"]] = float("-inf")
+    return scores.topk(k, dim=1)
+
+
 class SeqRecModule(pl.LightningModule):
     """A SASRec or BERT4Rec model, its loss and optimiser, evaluated by full ranking (and optionally sampled).
 
@@ -228,11 +237,7 @@ class SeqRecModule(pl.LightningModule):
         k = min(max(self.ks), self.hparams.num_items)
         tops = []
         for s in (scores, pop):
-            masked = s.clone()
-            masked[:, 0] = float("-inf")
-            if self.exclude_seen:
-                masked[batch["history_rows"], batch["history_items"]] = float("-inf")
-            best = masked.topk(k, dim=1)
+            best = masked_top_k(s.clone(), batch, k, self.exclude_seen)
             # Slots the user could not fill (everything else seen) hold 0, not an excluded item.
             tops.append(torch.where(torch.isfinite(best.values), best.indices, 0).cpu())
         rows = {
@@ -387,12 +392,7 @@ class SeqRecModule(pl.LightningModule):
 
         ``exclude_seen`` drops the items in ``history_rows`` / ``history_items``; padding never comes out.
         """
-        scores = self._scores(batch)
-        scores[:, 0] = float("-inf")
-        if exclude_seen and "history_rows" in batch:
-            scores[batch["history_rows"], batch["history_items"]] = float("-inf")
-        k = min(k, self.hparams.num_items)
-        return scores.topk(k, dim=1)
+        return masked_top_k(self._scores(batch), batch, min(k, self.hparams.num_items), exclude_seen)
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         k = getattr(self, "predict_k", 10)  # set by seqrec.callbacks.RecommendationWriter
