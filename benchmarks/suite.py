@@ -278,8 +278,12 @@ def main(argv: list[str] | None = None) -> int:
         with history.open("a") as f:
             f.write(json.dumps(result) + "\n")
     passed = True
-    if args.baseline.exists():
-        passed, table = compare(result, json.loads(args.baseline.read_text()))
+    baseline = json.loads(args.baseline.read_text()) if args.baseline.exists() else None
+    if baseline is not None and baseline.get("suite") not in (None, suite):
+        text += f"\n\nNot compared: the baseline {args.baseline} is a {baseline['suite']} run (sizes differ)."
+        baseline = None
+    if baseline is not None:
+        passed, table = compare(result, baseline)
         text += "\n\nAgainst the baseline (" + str(args.baseline) + "):\n\n" + table
     (args.out / f"{stem}.md").write_text(text + "\n")
     print(text)

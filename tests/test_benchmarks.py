@@ -121,6 +121,8 @@ def test_suite_commands_write_runs_history_baseline_and_plot(tmp_path, monkeypat
                            "--history", str(history), "--check"]) == 0
     assert len(history.read_text().splitlines()) == 2
     assert len(list((tmp_path / "runs").glob("full-*.json"))) >= 1
+    assert "Not compared: the baseline" in capsys.readouterr().out  # a full run is not held to the ci baseline
+    assert suite.main(["run", "--suite", "ci", "--baseline", str(base), "--out", str(tmp_path / "runs")]) == 0
     assert "| batching.rust_vs_numpy | 2 | 2 | >= 1 | ok |" in capsys.readouterr().out
     assert suite.main(["plot", "--history", str(history), "--out", str(tmp_path / "h.png")]) == 0
     assert (tmp_path / "h.png").exists()
