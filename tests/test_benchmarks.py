@@ -139,3 +139,11 @@ def test_large_catalogue_benchmark_runs(tmp_path) -> None:
     assert out["eval"]["users"] == 256 and out["train"]["tokens_per_s"] > 0
     assert out["projected_item_table_training_gib_10M_items"] == pytest.approx(16 * 16 * 1e7 / 2**30)
     assert "full ranking" in (tmp_path / "large_catalogue.md").read_text()
+
+
+def test_kernels_benchmark_runs(tmp_path) -> None:
+    from benchmarks import kernels
+
+    out = kernels.main(["--users", "16", "--items", "500", "--negatives", "8", "--repeats", "1", "--out", str(tmp_path)])
+    assert out["rank_counts"]["speedup"] > 0 and out["shared_negatives"]["speedup"] > 0
+    assert "speed-up" in (tmp_path / "kernels.md").read_text()
