@@ -72,7 +72,6 @@ class Recommender:
         self.histories = histories
         self._user_index: dict[str, int] | None = None
         self._dense: np.ndarray | None = None
-        self._buckets: np.ndarray | None = None
 
     @classmethod
     def from_checkpoint(

@@ -87,11 +87,6 @@ def read_offline_run(run_dir: str | Path, wait_seconds: float = 0.0) -> dict[str
     The ``run-*.wandb`` file is a LevelDB-style log (32 KiB blocks of checksummed chunks) of protobuf
     records; W&B itself reads it only from its Go core, so this is the Python reader tests and plots use.
     """
-    import json
-    import struct
-
-    from wandb.proto import wandb_internal_pb2 as pb
-
     import time
 
     deadline = time.monotonic() + wait_seconds
