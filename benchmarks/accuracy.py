@@ -28,6 +28,7 @@ PUBLISHED = {
     "sasrec_games": [("SASRec paper (ICDM 2018)", "sampled", 0.7410, 0.5360),
                      ("SASRec.pytorch, pre-LN", "sampled", 0.7442, 0.5376)],
     "sasrec_games_best": [("SASRec.pytorch, pre-LN", "sampled", 0.7442, 0.5376)],
+    "sasrec_games_ce": [("SASRec.pytorch, pre-LN", "sampled", 0.7442, 0.5376)],
     "sasrec_beauty": [("SASRec full CE, Klenitskiy & Vasilev", "full", 0.0533, 0.0327),
                       ("SASRec softmax, RecTools benchmark", "full", 0.0595, 0.0359)],
     "bert4rec_beauty": [("BERT4Rec paper (CIKM 2019)", "sampled", 0.3025, 0.1862),
@@ -36,7 +37,8 @@ PUBLISHED = {
                          ("eSASRec, same benchmark", "full", 0.0928, 0.0523)],
 }
 PUBLISHED["sasrec_beauty_s3_features"] = PUBLISHED["sasrec_beauty_s3"]
-PROTOCOL = {"sasrec_games": "uniform-100", "sasrec_games_best": "uniform-100", "sasrec_beauty": "popularity-100",
+PROTOCOL = {"sasrec_games": "uniform-100", "sasrec_games_best": "uniform-100", "sasrec_games_ce": "uniform-100",
+            "sasrec_beauty": "popularity-100",
             "bert4rec_beauty": "popularity-100", "sasrec_beauty_s3": "none", "sasrec_beauty_s3_features": "none"}
 
 
