@@ -312,8 +312,9 @@ impl BatchBuilder {
             max_tokens,
             seed,
             epoch,
+            rank,
+            world,
         )?;
-        let batches = shard(batches, rank, world).map_err(to_py)?;
         let len = batches.len();
         let mut seed = seqrec_core::rng::derive_seed(seed, epoch);
         if world > 1 {
@@ -342,22 +343,25 @@ impl BatchBuilder {
         rank: usize,
         world: usize,
     ) -> PyResult<usize> {
-        let batches = self.plan(
-            &users,
-            &ends,
-            batch_size,
-            bucket,
-            bucket_batches,
-            max_tokens,
-            seed,
-            epoch,
-        )?;
-        Ok(shard(batches, rank, world).map_err(to_py)?.len())
+        Ok(self
+            .plan(
+                &users,
+                &ends,
+                batch_size,
+                bucket,
+                bucket_batches,
+                max_tokens,
+                seed,
+                epoch,
+                rank,
+                world,
+            )?
+            .len())
     }
 }
 
 impl BatchBuilder {
-    /// The batches of an epoch: `plan_epoch` over the checked `(users, ends)`.
+    /// Rank `rank`'s batches of an epoch: `plan_epoch` over the checked `(users, ends)`, then `shard`.
     #[allow(clippy::too_many_arguments)]
     fn plan(
         &self,
@@ -369,9 +373,11 @@ impl BatchBuilder {
         max_tokens: usize,
         seed: u64,
         epoch: u64,
+        rank: usize,
+        world: usize,
     ) -> PyResult<Vec<Vec<Segment>>> {
         let segs = self.to_segments(users, Some(ends))?;
-        plan_epoch(
+        let batches = plan_epoch(
             &self.spec,
             &segs,
             batch_size,
@@ -381,7 +387,8 @@ impl BatchBuilder {
             seed,
             epoch,
         )
-        .map_err(to_py)
+        .map_err(to_py)?;
+        shard(batches, rank, world).map_err(to_py)
     }
 
     fn to_segments(
