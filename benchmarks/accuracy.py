@@ -70,18 +70,24 @@ def run_one(name: str, minutes: float, seed: int, out_dir: Path) -> dict | None:
     ])
     cli = run(["fit", "--config", str(config), f"--trainer.max_time=00:{hh:02d}:{mm:02d}:00",
                f"--trainer.default_root_dir={root}", f"--trainer.logger={loggers}",
-               "--trainer.enable_progress_bar=false", f"--seed_everything={seed}", f"--data.seed={seed}"])
+               "--trainer.enable_progress_bar=false", "--trainer.callbacks+=seqrec.callbacks.TrainingClock",
+               f"--seed_everything={seed}", f"--data.seed={seed}"])
     elapsed = (time.perf_counter() - start) / 60
     import wandb
 
     wandb.finish()  # one W&B run per config and seed
     ckpt = cli.trainer.checkpoint_callback
+    from seqrec.callbacks import TrainingClock
+
+    clock = next(c for c in cli.trainer.callbacks if isinstance(c, TrainingClock))
     return {
         "config": name,
         "seed": seed,
         "epochs": int(cli.trainer.current_epoch),
         "best_epoch_checkpoint": Path(ckpt.best_model_path).name if ckpt else "",
         "minutes": elapsed,
+        "train_seconds": clock.seconds,  # training alone, evaluation excluded
+        "curve": [{"epoch": e, "seconds": t, "val_ndcg@10": v} for e, t, v in clock.curve],
         "test": cli.model.results.get("test", {}),
         "val": cli.model.results.get("val", {}),
     }

@@ -37,6 +37,11 @@ class BatchBuilder:
     sequence (shape (B, 1, K)) instead of one per position. ``pad_to_max`` pads every batch to max_len
     instead of to its longest row. ``num_threads``: 1 builds on the calling thread, anything else uses the
     engine's pool (RAYON_NUM_THREADS threads; single-threaded in a forked child).
+
+    ``pool_size > 0`` or ``pool_in_batch`` replaces per-position negatives by one candidate pool per batch:
+    ``pool_size`` items drawn by ``negatives`` (uniform: distinct, without replacement; popularity: alias
+    draws, duplicates merged), joined with ``pool_in_batch`` by the batch's targets; ``pool_mask_history``
+    also reports which pool items each row's user has in their history.
     """
 
     def __init__(
@@ -55,15 +60,23 @@ class BatchBuilder:
         mask_token: int | None = None,
         pad_to_max: bool = False,
         num_threads: int = 0,
+        pool_size: int = 0,
+        pool_in_batch: bool = False,
+        pool_mask_history: bool = False,
     ) -> None: ...
     @property
     def num_negatives(self) -> int: ...
+    @property
+    def pool_size(self) -> int: ...
     def segments(self, users: I64, stride: int = 0) -> tuple[I64, I64]:
         """(users, ends) of the training sequences; with stride > 0, windows every stride items back."""
     def build(self, users: I64, ends: I64 | None = None, seed: int = 0) -> dict[str, np.ndarray]:
         """One batch: users and ends (B,) (row r covers the first ends[r] items of users[r]), inputs and
         targets (B, W) int64; with a sampler also negatives (B, S, K) int64, negatives_logq (B, S, K) and
-        targets_logq (B, W) float32, S = W or 1 when shared."""
+        targets_logq (B, W) float32, S = W or 1 when shared. With a pool: pool (P,) sorted distinct int64
+        items, pool_logq (P,) float32 log P(item in pool), targets_logq (B, W) the same for each target,
+        targets_pool (B, W) int64 index of the target in the pool (-1: absent or no target), and
+        pool_hit_rows / pool_hit_cols (H,) int64 (row, pool index) of history items (empty unless masking)."""
     def epoch(
         self,
         users: I64,

@@ -124,3 +124,45 @@ class RecommendationWriter(pl.Callback):
         scores = torch.cat([p["scores"] for p in self._parts]).numpy()
         path = write_table(recommendation_rows(data.raw_user_ids[users], data.raw_item_ids, items, scores), self.output)
         print(f"wrote top-{items.shape[1]} recommendations of {users.size} users to {path}")
+
+
+class TrainingClock(pl.Callback):
+    """Validation quality against training time: ``curve`` holds (epoch, training seconds, monitored value).
+
+    Training seconds are the wall time of the training epochs alone (each from its start to the start of
+    its validation, or to its end), so evaluation never counts; they are logged as ``train/seconds``.
+
+    Parameters
+    ----------
+    monitor : str
+        The logged validation metric to record at each validation.
+    """
+
+    def __init__(self, monitor: str = "val/ndcg@10"):
+        self.monitor = monitor
+        self.seconds = 0.0
+        self.curve: list[tuple[int, float, float]] = []
+        self._start: float | None = None
+
+    def _stop(self) -> None:
+        if self._start is not None:
+            self.seconds += time.perf_counter() - self._start
+            self._start = None
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._stop()
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or value is None:
+            return
+        self.curve.append((int(trainer.current_epoch) + 1, self.seconds, float(value)))
+        for logger in trainer.loggers:  # self.log is not allowed in this hook
+            logger.log_metrics({"train/seconds": self.seconds}, step=trainer.global_step)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._stop()

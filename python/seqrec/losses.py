@@ -105,3 +105,104 @@ def gbce(
         neg = neg * neg_mask.expand_as(neg)
     per_position = pos + neg[mask].sum(-1)
     return per_position.sum() if reduction == "sum" else per_position.mean()
+
+
+def pool_softmax(
+    pos_logits: torch.Tensor,
+    pool_logits: torch.Tensor,
+    pos_logq: torch.Tensor | None = None,
+    pool_logq: torch.Tensor | None = None,
+    target_index: torch.Tensor | None = None,
+    masked: torch.Tensor | None = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Sampled softmax of T targets against one shared candidate pool of P items.
+
+    Each position's candidates are its positive and the pool, less the pool's copy of its own target
+    (``target_index``, -1 when absent: an accidental hit is no negative) and any ``masked`` entries (e.g.
+    items of the user's history). ``pos_logq`` / ``pool_logq`` are log-probabilities that an item is in the
+    pool, subtracted from the logits (logQ correction); with the whole catalogue in the pool they are 0 and
+    the loss is exactly full cross-entropy.
+
+    Parameters
+    ----------
+    pos_logits : (T,); pool_logits : (T, P); pos_logq : (T,); pool_logq : (P,).
+    target_index : (T,) int64 or None; masked : (T, P) bool or None.
+    """
+    if pos_logq is not None:
+        pos_logits = pos_logits - pos_logq
+    if pool_logq is not None:
+        pool_logits = pool_logits - pool_logq
+    drop = masked
+    if target_index is not None:
+        hit = target_index >= 0
+        rows = torch.nonzero(hit).squeeze(-1)
+        hits = torch.zeros_like(pool_logits, dtype=torch.bool)
+        hits[rows, target_index[rows]] = True
+        drop = hits if drop is None else drop | hits
+    if drop is not None:
+        pool_logits = pool_logits.masked_fill(drop, float("-inf"))
+    lse = torch.logaddexp(pos_logits, torch.logsumexp(pool_logits, dim=-1))
+    per_position = lse - pos_logits
+    return per_position.sum() if reduction == "sum" else per_position.mean()
+
+
+class _ChunkedCrossEntropy(torch.autograd.Function):
+    """Softmax cross-entropy of (T, D) queries over an (N, D) table without a (T, N) tensor.
+
+    Forward accumulates the log-sum-exp over item chunks; backward recomputes each chunk's logits from the
+    saved log-sum-exp, so memory is T x chunk however large the catalogue (compute: the product twice).
+    """
+
+    @staticmethod
+    def forward(ctx, hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:
+        t, n = hidden.shape[0], table.shape[0]
+        acc = torch.promote_types(hidden.dtype, torch.float32)  # bf16 products, float32 sums
+        lse = torch.full((t,), float("-inf"), dtype=acc, device=hidden.device)
+        for lo in range(0, n, chunk):
+            logits = (hidden @ table[lo : lo + chunk].T).to(acc)
+            lse = torch.logaddexp(lse, torch.logsumexp(logits, dim=-1))
+        target_logits = (hidden * table[targets]).sum(-1).to(acc)
+        ctx.save_for_backward(hidden, table, targets, lse)
+        ctx.chunk = chunk
+        return lse - target_logits  # (T,)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+        hidden, table, targets, lse = ctx.saved_tensors
+        chunk = ctx.chunk
+        acc = lse.dtype
+        g = grad_out.to(acc).unsqueeze(-1)  # (T, 1)
+        h = hidden.to(acc)
+        grad_hidden = torch.zeros_like(h)
+        grad_table = torch.zeros_like(table, dtype=acc) if ctx.needs_input_grad[1] else None
+        for lo in range(0, table.shape[0], chunk):
+            part = table[lo : lo + chunk]
+            p = torch.exp((hidden @ part.T).to(acc) - lse.unsqueeze(-1)) * g  # (T, C) d loss / d logits
+            grad_hidden += p @ part.to(acc)
+            if grad_table is not None:
+                grad_table[lo : lo + chunk] = p.T @ h
+        # The target's own logit enters with -1.
+        grad_hidden -= g * table[targets].to(acc)
+        if grad_table is not None:
+            grad_table.index_add_(0, targets, -g * h)
+            grad_table = grad_table.to(table.dtype)
+        return grad_hidden.to(hidden.dtype), grad_table, None, None
+
+
+def chunked_cross_entropy(
+    hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, chunk: int = 16384, reduction: str = "mean"
+) -> torch.Tensor:
+    """Full softmax cross-entropy of ``hidden @ table[1:].T`` (row 0 of the table is padding), in item chunks.
+
+    Equals ``full_cross_entropy(hidden @ table.T, targets)`` in value and gradient; peak memory is
+    T x ``chunk`` scores instead of T x N.
+
+    Parameters
+    ----------
+    hidden : (T, D) queries; table : (N + 1, D) item table; targets : (T,) item ids in 1..N.
+    """
+    if chunk < 1:
+        raise ValueError(f"chunk must be positive, got {chunk}")
+    per_position = _ChunkedCrossEntropy.apply(hidden, table[1:], targets - 1, chunk)
+    return per_position.sum() if reduction == "sum" else per_position.mean()

@@ -11,8 +11,9 @@ import pytorch_lightning as pl
 import torch
 
 from seqrec.evaluation import batch_metrics, chunked_batch_metrics
-from seqrec.losses import bce_sampled, full_cross_entropy, gbce, sampled_softmax
+from seqrec.losses import bce_sampled, chunked_cross_entropy, full_cross_entropy, gbce, pool_softmax, sampled_softmax
 from seqrec.models import BERT4Rec, ModelConfig, SASRec
+from seqrec.optim import LazyAdam
 
 SAMPLED_LOSSES = ("bce", "sampled_softmax", "gbce")
 LOSSES = (*SAMPLED_LOSSES, "ce")
@@ -72,6 +73,13 @@ class SeqRecModule(pl.LightningModule):
     eval_chunk : int
         Catalogues of more items than this are ranked in chunks of this many items at evaluation, so memory
         stays at eval_batch_size x eval_chunk scores however large the catalogue.
+    ce_chunk : int
+        ``ce`` over catalogues of more items than this is computed this many items at a time (a chunked
+        softmax whose backward recomputes each chunk), so no (targets x catalogue) tensor is ever held.
+    sparse_embeddings : bool
+        Item tables get row-sparse gradients and the optimiser (``seqrec.optim.LazyAdam``) updates only the
+        rows a batch touched: a step then costs the batch's items, not the catalogue. For sampled losses
+        (with a full softmax every row is touched each step, so it is refused there).
     """
 
     def __init__(
@@ -98,6 +106,8 @@ class SeqRecModule(pl.LightningModule):
         max_attributes: int = 0,
         num_time_buckets: int = 0,
         eval_chunk: int = 262_144,
+        ce_chunk: int = 65_536,
+        sparse_embeddings: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -107,8 +117,12 @@ class SeqRecModule(pl.LightningModule):
             raise ValueError(f"architecture must be 'sasrec' or 'bert4rec', got {architecture!r}")
         if num_time_buckets and architecture == "bert4rec":
             raise ValueError("time features are for SASRec: BERT4Rec's appended mask has no time to embed")
-        if eval_chunk < 1:
-            raise ValueError(f"eval_chunk must be positive, got {eval_chunk}")
+        if eval_chunk < 1 or ce_chunk < 1:
+            raise ValueError(f"eval_chunk and ce_chunk must be positive, got {eval_chunk} and {ce_chunk}")
+        if sparse_embeddings and loss == "ce":
+            raise ValueError("sparse_embeddings: the full softmax (loss 'ce') touches every item row each step, "
+                             "so sparse updates only add cost; use a sampled loss (sampled_softmax with "
+                             "data.negative_pool) or turn sparse_embeddings off")
         if not ks or min(ks) < 1:
             raise ValueError(f"ks must be positive cut-offs, got {ks}")
         config = ModelConfig(
@@ -123,6 +137,7 @@ class SeqRecModule(pl.LightningModule):
             num_attributes=num_attributes,
             max_attributes=max_attributes,
             num_time_buckets=num_time_buckets,
+            sparse_embeddings=sparse_embeddings,
         )
         self.model = BERT4Rec(config) if architecture == "bert4rec" else SASRec(config)
         self.loss_name = loss
@@ -153,7 +168,9 @@ class SeqRecModule(pl.LightningModule):
         inputs, targets = batch["inputs"], batch["targets"]
         hidden = self.model(inputs, batch.get("time_inputs"))  # (B, L, D)
         mask = targets != 0  # (B, L)
-        if self.loss_name in SAMPLED_LOSSES:
+        if "pool" in batch:
+            loss = self._pool_loss(batch, hidden, mask)
+        elif self.loss_name in SAMPLED_LOSSES:
             if "negatives" not in batch:
                 raise ValueError(f"loss {self.loss_name!r} needs sampled negatives: set data.negatives")
             negatives = batch["negatives"]  # (B, L, K), or (B, 1, K) when shared across the sequence
@@ -173,6 +190,9 @@ class SeqRecModule(pl.LightningModule):
                     batch["negatives_logq"] if logq else None,
                     valid, reduction="sum",
                 )
+        elif self.hparams.num_items + 1 > self.hparams.ce_chunk:
+            loss = chunked_cross_entropy(hidden[mask], self.model.item_embeddings, targets[mask],
+                                         self.hparams.ce_chunk, reduction="sum")
         else:
             logits = self.model.score_all(hidden[mask])  # (T, N + 1)
             loss = full_cross_entropy(logits, targets[mask], reduction="sum")
@@ -188,8 +208,31 @@ class SeqRecModule(pl.LightningModule):
         self.log("train/loss", per_target, prog_bar=True, batch_size=inputs.shape[0])
         return loss
 
+    def _pool_loss(self, batch: dict[str, torch.Tensor], hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Sampled softmax of every target position against the batch's one candidate pool."""
+        if self.loss_name != "sampled_softmax":
+            raise ValueError(f"data.negative_pool trains loss 'sampled_softmax', not {self.loss_name!r}")
+        h, targets = hidden[mask], batch["targets"][mask]  # (T, D), (T,)
+        pos = (h * self.model.embed_items(targets)).sum(-1)  # (T,)
+        pool_logits = h @ self.model.embed_items(batch["pool"]).T  # (T, P): one product for the whole batch
+        masked = None
+        if batch["pool_hit_rows"].numel():  # pool items in each row's history, spread to its positions
+            rows_hit = torch.zeros(mask.shape[0], pool_logits.shape[1], dtype=torch.bool, device=h.device)
+            rows_hit[batch["pool_hit_rows"], batch["pool_hit_cols"]] = True
+            masked = rows_hit[torch.nonzero(mask)[:, 0]]
+        logq = self.hparams.logq_correction
+        return pool_softmax(
+            pos, pool_logits,
+            batch["targets_logq"][mask] if logq else None,
+            batch["pool_logq"] if logq else None,
+            batch["targets_pool"][mask], masked, reduction="sum",
+        )
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         hp = self.hparams
+        if hp.sparse_embeddings:
+            return LazyAdam(self.parameters(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay,
+                            decoupled=hp.optimizer == "adamw")
         cls = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
         return cls(self.parameters(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
 

@@ -235,6 +235,16 @@ class SeqRecDataModule(pl.LightningDataModule):
         in-batch ones), or ``none``. Each batch carries the log-probability of every sampled item for logQ.
     num_in_batch : int
         In-batch negatives per position in ``mixed`` mode.
+    negative_pool : int
+        With ``K > 0``, every position of a batch is scored against one shared pool instead of its own
+        negatives: ``K`` items drawn by ``negatives`` (``uniform``: distinct, without replacement;
+        ``popularity``: by count ** ``popularity_alpha``, duplicates merged), each with the log-probability
+        that it is in the pool for logQ correction (loss ``sampled_softmax``). A pool item equal to a
+        position's target is never its negative. K equal to the catalogue with uniform draws is full CE.
+    pool_in_batch : bool
+        Join the batch's own targets to the pool (mixed negative sampling, Yang et al. 2020).
+    pool_mask_history : bool
+        Mask, for each row, the pool items in that user's training history.
     shared_negatives : bool
         Draw one set of negatives per sequence, shared by its positions, instead of one per position.
     exclude_seen : bool
@@ -294,6 +304,9 @@ class SeqRecDataModule(pl.LightningDataModule):
         num_negatives: int = 1,
         negatives: Literal["uniform", "popularity", "in_batch", "mixed", "none"] = "uniform",
         num_in_batch: int = 0,
+        negative_pool: int = 0,
+        pool_in_batch: bool = False,
+        pool_mask_history: bool = False,
         shared_negatives: bool = False,
         exclude_seen: bool = True,
         popularity_alpha: float = 1.0,
@@ -321,7 +334,7 @@ class SeqRecDataModule(pl.LightningDataModule):
         if batch_tokens is not None and batch_tokens < 0:
             raise ValueError(f"batch_tokens must be >= 0 or None, got {batch_tokens}")
         for name, value in (("num_negatives", num_negatives), ("num_in_batch", num_in_batch),
-                            ("window_stride", window_stride)):
+                            ("window_stride", window_stride), ("negative_pool", negative_pool)):
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
         self.path = path
@@ -334,6 +347,11 @@ class SeqRecDataModule(pl.LightningDataModule):
         self.num_negatives = num_negatives
         self.negatives = negatives
         self.num_in_batch = num_in_batch
+        self.negative_pool = negative_pool
+        self.pool_in_batch = pool_in_batch
+        self.pool_mask_history = pool_mask_history
+        if (negative_pool or pool_in_batch) and negatives not in ("uniform", "popularity"):
+            raise ValueError(f"data.negative_pool draws 'uniform' or 'popularity' negatives, got negatives={negatives!r}")
         self.shared_negatives = shared_negatives
         self.exclude_seen = exclude_seen
         self.popularity_alpha = popularity_alpha
@@ -441,6 +459,9 @@ class SeqRecDataModule(pl.LightningDataModule):
                 alpha=self.popularity_alpha,
                 pad_to_max=not self.length_bucketing,
                 mask_prob=self.mask_prob,
+                pool_size=self.negative_pool,
+                pool_in_batch=self.pool_in_batch,
+                pool_mask_history=self.pool_mask_history,
             )
         return self._builder
 

@@ -81,6 +81,7 @@ class SequenceEncoder(nn.Module):
         causal: bool,
         ffn_mult: int = 1,
         activation: str = "relu",
+        sparse: bool = False,
     ):
         super().__init__()
         if activation not in ("relu", "gelu"):
@@ -88,7 +89,8 @@ class SequenceEncoder(nn.Module):
         self.max_len = max_len
         self.causal = causal
         self.norm_first = norm_first
-        self.item_emb = nn.Embedding(vocab_size, hidden_size, padding_idx=0)
+        # sparse: row-sparse gradients, so a step costs the rows a batch touches, not the catalogue.
+        self.item_emb = nn.Embedding(vocab_size, hidden_size, padding_idx=0, sparse=sparse)
         self.pos_emb = nn.Embedding(max_len, hidden_size)
         self.emb_drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
@@ -147,6 +149,7 @@ class ModelConfig:
     num_attributes: int = 0  # > 0: item attributes (ids 1..num_attributes) join the input embeddings
     max_attributes: int = 0  # attribute slots per item in the attribute table
     num_time_buckets: int = 0  # > 0: an embedding of the time gap bucket joins the input embeddings
+    sparse_embeddings: bool = False  # item tables get row-sparse gradients (see seqrec.optim.LazyAdam)
 
 
 class NextItemModel(nn.Module):
@@ -178,8 +181,12 @@ class NextItemModel(nn.Module):
             causal=self.causal,
             ffn_mult=self.ffn_mult,
             activation=self.activation,
+            sparse=config.sparse_embeddings,
         )
-        self.output = nn.Embedding(config.num_items + 1, config.hidden_size) if config.separate_output else None
+        self.output = (
+            nn.Embedding(config.num_items + 1, config.hidden_size, sparse=config.sparse_embeddings)
+            if config.separate_output else None
+        )
         self.attribute_emb: nn.Embedding | None = None
         if config.num_attributes > 0:
             if config.max_attributes < 1:
@@ -249,9 +256,18 @@ class NextItemModel(nn.Module):
         """(..., D) -> (..., num_items + 1) scores of every item; column 0 (padding) is meaningless."""
         return hidden @ self.item_embeddings.T
 
+    def embed_items(self, items: torch.Tensor) -> torch.Tensor:
+        """Rows of the scoring table for ``items`` (any shape, ids in 0..num_items) -> items' shape + (D,).
+
+        Looks up the whole weight rather than the ``item_embeddings`` slice, so that with
+        ``sparse_embeddings`` the gradient stays row-sparse (a slice's backward is dense).
+        """
+        weight = self.output.weight if self.output is not None else self.encoder.item_emb.weight
+        return F.embedding(items, weight, sparse=self.config.sparse_embeddings)
+
     def score_items(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Scores of given items: hidden (B, L, D) with items (B, L) or (B, L|1, K) -> items' shape (broadcast)."""
-        emb = F.embedding(items, self.item_embeddings)  # (B, L, D) or (B, L|1, K, D)
+        emb = self.embed_items(items)  # (B, L, D) or (B, L|1, K, D)
         if items.dim() == hidden.dim() - 1:
             return (hidden * emb).sum(-1)
         if items.shape[1] == 1 and hidden.shape[1] > 1:

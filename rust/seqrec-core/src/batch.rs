@@ -3,6 +3,7 @@
 use rayon::prelude::*;
 
 use crate::buffers;
+use crate::candidate_pool::{history_hits, index_in, CandidatePool};
 use crate::error::{positive, CoreError, Result};
 use crate::negatives::NegativeSampler;
 use crate::pool;
@@ -27,6 +28,8 @@ pub struct BatchSpec {
     /// Pad every batch to `max_len` (the original SASRec) instead of to its longest row.
     pub pad_to_max: bool,
     pub negatives: Option<NegativeSampler>,
+    /// One candidate pool for the whole batch instead of per-row negatives (see `with_pool`).
+    pub pool: Option<CandidatePool>,
     /// 1: build on the calling thread; anything else: the engine's thread pool.
     pub num_threads: usize,
 }
@@ -59,8 +62,21 @@ impl BatchSpec {
             max_len,
             pad_to_max,
             negatives,
+            pool: None,
             num_threads,
         })
+    }
+
+    /// The same spec scoring every position against one batch-wide pool; per-row negatives must be off.
+    pub fn with_pool(mut self, pool: CandidatePool) -> Result<Self> {
+        if self.negatives.is_some() {
+            return Err(CoreError::BadOption {
+                name: "negative_pool",
+                message: "a batch-wide pool replaces per-position negatives: build the spec without a sampler".into(),
+            });
+        }
+        self.pool = Some(pool);
+        Ok(self)
     }
 
     /// Items a training window holds: SASRec needs one more than its length (the last target).
@@ -111,6 +127,16 @@ pub struct Batch {
     pub negatives: Vec<i64>,
     pub negatives_logq: Vec<f32>,
     pub targets_logq: Vec<f32>,
+    /// Whether the spec has a batch-wide pool (then the fields below are filled).
+    pub has_pool: bool,
+    /// The batch-wide pool (sorted distinct items) and log P(item in pool), when the spec has one.
+    pub pool: Vec<i64>,
+    pub pool_logq: Vec<f32>,
+    /// (rows, width): where each position's target sits in the pool (-1: not there, or no target).
+    pub targets_pool: Vec<i64>,
+    /// (row, pool index) pairs of pool items in the row's user's training history (`mask_history`).
+    pub pool_hit_rows: Vec<i64>,
+    pub pool_hit_cols: Vec<i64>,
 }
 
 impl Batch {
@@ -121,6 +147,7 @@ impl Batch {
         buffers::give_i64(self.negatives);
         buffers::give_f32(self.negatives_logq);
         buffers::give_f32(self.targets_logq);
+        buffers::give_i64(self.targets_pool);
     }
 }
 
@@ -172,7 +199,8 @@ pub fn build_batch(seqs: &Sequences, spec: &BatchSpec, segments: &[Segment], see
         targets: buffers::take_i64(rows * width),
         negatives: buffers::take_i64(rows * slots * k),
         negatives_logq: buffers::take_f32(rows * slots * k),
-        targets_logq: buffers::take_f32(if k > 0 { rows * width } else { 0 }),
+        targets_logq: buffers::take_f32(if k > 0 || spec.pool.is_some() { rows * width } else { 0 }),
+        ..Batch::default()
     };
     // Waking the pool costs tens of microseconds: below this much work one thread is faster.
     const PARALLEL_MIN_WORK: usize = 1 << 17;
@@ -266,7 +294,34 @@ pub fn build_batch(seqs: &Sequences, spec: &BatchSpec, segments: &[Segment], see
                 .try_for_each(sample_row)
         }
     })?;
+    if let Some(pool) = &spec.pool {
+        fill_pool(seqs, pool, segments, seed, &mut b);
+    }
     Ok(b)
+}
+
+/// Draws the batch's pool from stream (seed, u64::MAX), which no row uses, and locates every target in it.
+fn fill_pool(seqs: &Sequences, pool: &CandidatePool, segments: &[Segment], seed: u64, b: &mut Batch) {
+    let draw = pool.draw(&mut Rng::for_stream(seed, u64::MAX), &b.targets);
+    let num_targets = b.targets.iter().filter(|&&t| t != 0).count();
+    let mut where_ = buffers::take_i64(b.targets.len());
+    for ((w, q), &t) in where_.iter_mut().zip(b.targets_logq.iter_mut()).zip(&b.targets) {
+        if t == 0 {
+            *w = -1;
+            *q = 0.0;
+        } else {
+            *w = index_in(&draw.items, t);
+            *q = pool.log_inclusion(t, num_targets);
+        }
+    }
+    if pool.mask_history {
+        let users: Vec<usize> = segments.iter().map(|s| s.user).collect();
+        (b.pool_hit_rows, b.pool_hit_cols) = history_hits(seqs, &users, &draw.items);
+    }
+    b.has_pool = true;
+    b.targets_pool = where_;
+    b.pool = draw.items;
+    b.pool_logq = draw.logq;
 }
 
 /// Writes one left-padded row: SASRec shifted pairs, or BERT4Rec masked inputs with their labels.

@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod buffers;
+pub mod candidate_pool;
 pub mod error;
 pub mod negatives;
 pub mod plan;

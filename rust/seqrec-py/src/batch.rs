@@ -11,6 +11,7 @@ use seqrec_core::batch::{
     build_batch, sampled_candidates, sasrec_batch, Batch, BatchSpec, SasRecBatchMut, Segment, Task,
 };
 use seqrec_core::buffers;
+use seqrec_core::candidate_pool::{CandidatePool, PoolSampling};
 use seqrec_core::negatives::{NegativeMode, NegativeSampler};
 use seqrec_core::plan::{make_segments, plan_epoch, shard};
 use seqrec_core::prefetch::Prefetcher;
@@ -181,7 +182,8 @@ impl BatchBuilder {
     #[new]
     #[pyo3(signature = (store, max_len, *, task = "sasrec", negatives = "uniform", num_negatives = 1, num_in_batch = 0,
                         shared_negatives = false, exclude_seen = true, alpha = 1.0, mask_prob = 0.2, mask_token = None,
-                        pad_to_max = false, num_threads = 0))]
+                        pad_to_max = false, num_threads = 0, pool_size = 0, pool_in_batch = false,
+                        pool_mask_history = false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         store: &SequenceStore,
@@ -197,6 +199,9 @@ impl BatchBuilder {
         mask_token: Option<i64>,
         pad_to_max: bool,
         num_threads: usize,
+        pool_size: i64,
+        pool_in_batch: bool,
+        pool_mask_history: bool,
     ) -> PyResult<Self> {
         let seqs = store.inner.clone();
         let task = match task {
@@ -211,12 +216,30 @@ impl BatchBuilder {
                 )))
             }
         };
-        if num_negatives < 0 || num_in_batch < 0 {
+        if num_negatives < 0 || num_in_batch < 0 || pool_size < 0 {
             return Err(PyValueError::new_err(format!(
-                "num_negatives and num_in_batch must be >= 0, got {num_negatives} and {num_in_batch}"
+                "num_negatives, num_in_batch and pool_size must be >= 0, got {num_negatives}, {num_in_batch} and {pool_size}"
             )));
         }
-        let sampler = if negatives == "none" {
+        let pooled = pool_size > 0 || pool_in_batch;
+        let pool = if pooled {
+            let sampling = match negatives {
+                "uniform" => PoolSampling::Uniform,
+                "popularity" => PoolSampling::Popularity,
+                other => {
+                    return Err(PyValueError::new_err(format!(
+                        "negatives: a batch-wide pool is drawn 'uniform' or 'popularity', got {other:?}"
+                    )))
+                }
+            };
+            Some(
+                CandidatePool::new(&seqs, sampling, pool_size as usize, pool_in_batch, pool_mask_history, alpha)
+                    .map_err(to_py)?,
+            )
+        } else {
+            None
+        };
+        let sampler = if negatives == "none" || pooled {
             None
         } else {
             let mode = NegativeMode::parse(negatives).map_err(to_py)?;
@@ -233,17 +256,26 @@ impl BatchBuilder {
                 .map_err(to_py)?,
             )
         };
-        let spec = BatchSpec::new(task, max_len, pad_to_max, sampler, num_threads).map_err(to_py)?;
+        let mut spec = BatchSpec::new(task, max_len, pad_to_max, sampler, num_threads).map_err(to_py)?;
+        if let Some(p) = pool {
+            spec = spec.with_pool(p).map_err(to_py)?;
+        }
         Ok(BatchBuilder {
             store: seqs,
             spec: Arc::new(spec),
         })
     }
 
-    /// Negatives per slot (0 without a sampler).
+    /// Negatives per slot (0 without a sampler, and with a batch-wide pool).
     #[getter]
     fn num_negatives(&self) -> usize {
         self.spec.negatives.as_ref().map_or(0, |n| n.width())
+    }
+
+    /// Sampled items of the batch-wide pool (0 without one).
+    #[getter]
+    fn pool_size(&self) -> usize {
+        self.spec.pool.as_ref().map_or(0, |p| p.size)
     }
 
     /// Training sequences of `users`: `(users, ends)` int64 arrays, one per user, or with `stride > 0` one
@@ -538,6 +570,13 @@ fn batch_to_dict(py: Python<'_>, b: Batch) -> PyResult<Bound<'_, PyDict>> {
         d.set_item("negatives", lend(py, b.negatives, &[rows, slots, k])?)?;
         d.set_item("negatives_logq", lend(py, b.negatives_logq, &[rows, slots, k])?)?;
         d.set_item("targets_logq", lend(py, b.targets_logq, &[rows, width])?)?;
+    } else if b.has_pool {
+        d.set_item("pool", PyArray1::from_vec(py, b.pool))?;
+        d.set_item("pool_logq", PyArray1::from_vec(py, b.pool_logq))?;
+        d.set_item("targets_logq", lend(py, b.targets_logq, &[rows, width])?)?;
+        d.set_item("targets_pool", lend(py, b.targets_pool, &[rows, width])?)?;
+        d.set_item("pool_hit_rows", PyArray1::from_vec(py, b.pool_hit_rows))?;
+        d.set_item("pool_hit_cols", PyArray1::from_vec(py, b.pool_hit_cols))?;
     }
     Ok(d)
 }
