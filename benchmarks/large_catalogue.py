@@ -1,18 +1,23 @@
 """A million-item catalogue on one CPU machine: memory and throughput of training and full-ranking evaluation.
 
 Synthetic data (random walks on an item-successor graph, built vectorised so that 10 million interactions
-take seconds), SASRec trained with a sampled softmax over shared uniform negatives (a full softmax over a
-million items would need batch x length x 1M logits), and evaluation by full ranking in item chunks. Reports
-tokens/s, users/s and the peak resident memory after each phase, and projects the model's memory to 10M items.
+take seconds), SASRec trained with a sampled softmax by two recipes (per-sequence negatives with dense Adam;
+the batch-wide pool with row-sparse updates), each catalogue size in a process of its own, and evaluation by
+full ranking in item chunks. Reports tokens/s (medians over interleaved repeats), the ratio to the smallest
+catalogue in the same run, users/s and the peak resident memory.
 
-    python -m benchmarks.large_catalogue                                   # 1M items, 10M interactions
-    python -m benchmarks.large_catalogue --items 20000 --users 5000 --train-steps 20 --eval-users 512   # quick
+    python -m benchmarks.large_catalogue                                   # 20k vs 1M items, 10M interactions
+    python -m benchmarks.large_catalogue --catalogues 10000000 --recipes pool_sparse --repeats 1 --name large_catalogue_10m
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
+import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -50,19 +55,18 @@ def random_walks(num_users: int, num_items: int, mean_length: float, seed: int =
     return Interactions.from_arrays(users, seqs[keep], source=f"random walks ({num_users} users, {num_items} items)")
 
 
-def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--users", type=int, default=500_000)
-    p.add_argument("--items", type=int, default=1_000_000)
-    p.add_argument("--mean-length", type=float, default=20.0)
-    p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--negatives", type=int, default=512)
-    p.add_argument("--train-steps", type=int, default=100)
-    p.add_argument("--eval-users", type=int, default=2048)
-    p.add_argument("--eval-chunk", type=int, default=131_072)
-    p.add_argument("--out", type=Path, default=RESULTS)
-    args = p.parse_args(argv)
+RECIPES = {
+    # What the project trained with before the pool: 512 uniform negatives per sequence, dense Adam.
+    "shared_dense": dict(data=dict(negatives="uniform", num_negatives=512, shared_negatives=True),
+                         model=dict(sparse_embeddings=False)),
+    # The catalogue-scale path: one batch-wide pool joined by the batch's targets, row-sparse updates.
+    "pool_sparse": dict(data=dict(negatives="uniform", negative_pool=8192, pool_in_batch=True),
+                        model=dict(sparse_embeddings=True)),
+}
 
+
+def one_catalogue(args: argparse.Namespace) -> dict:
+    """Trains each recipe ``repeats`` times (interleaved) on one generated catalogue, then evaluates once."""
     import pytorch_lightning as pl
 
     from seqrec.callbacks import ThroughputMonitor
@@ -78,58 +82,103 @@ def main(argv: list[str] | None = None) -> dict:
         def _load(self) -> Interactions:  # the walks above instead of a file
             return data
 
-    dm = Prebuilt(max_len=50, batch_size=128, eval_batch_size=256, negatives="uniform",
-                  num_negatives=args.negatives, shared_negatives=True, seed=0)
-    mem["after_split"] = peak_rss_gib()
-    model = SeqRecModule(num_items=dm.num_items, max_len=50, hidden_size=args.hidden, loss="sampled_softmax",
-                         eval_chunk=args.eval_chunk)
-    monitor = ThroughputMonitor()
+    runs: dict[str, list[dict]] = {r: [] for r in args.recipes}
+    model = dm = trainer = None
+    for _ in range(args.repeats):
+        for recipe in args.recipes:
+            spec = RECIPES[recipe]
+            data_args = dict(spec["data"])
+            if "negative_pool" in data_args:  # tiny test catalogues hold fewer items than the pool
+                data_args["negative_pool"] = min(data_args["negative_pool"], data.num_items)
+            dm = Prebuilt(max_len=50, batch_size=128, eval_batch_size=256, seed=0, **data_args)
+            torch.manual_seed(0)
+            model = SeqRecModule(num_items=dm.num_items, max_len=50, hidden_size=args.hidden,
+                                 loss="sampled_softmax", eval_chunk=args.eval_chunk, **spec["model"])
+            monitor = ThroughputMonitor()
+            trainer = pl.Trainer(max_epochs=1, limit_train_batches=args.train_steps, limit_val_batches=0,
+                                 num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
+                                 enable_progress_bar=False, enable_model_summary=False, callbacks=[monitor],
+                                 accelerator="cpu")
+            trainer.fit(model, datamodule=dm)
+            runs[recipe].append(dict(monitor.summary))
+            mem[f"after_{recipe}"] = peak_rss_gib()
+    assert model is not None and dm is not None
     eval_batches = -(-args.eval_users // 256)
-    trainer = pl.Trainer(max_epochs=1, limit_train_batches=args.train_steps, limit_val_batches=eval_batches,
-                         num_sanity_val_steps=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=[monitor], accelerator="cpu")
-    start = time.perf_counter()
-    trainer.fit(model, datamodule=dm)
-    fit_seconds = time.perf_counter() - start
-    mem["after_fit"] = peak_rss_gib()
+    trainer = pl.Trainer(limit_val_batches=eval_batches, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu")
     start = time.perf_counter()
     trainer.validate(model, datamodule=dm, verbose=False)
     eval_seconds = time.perf_counter() - start
     mem["after_eval"] = peak_rss_gib()
-
-    params = sum(p.numel() for p in model.parameters())
-    table = (dm.num_items + 1) * args.hidden
-    # Weights, gradient and Adam's two moments of the item table, in float32.
-    table_gib = 4 * table * 4 / 2**30
-    per_item_bytes = 4 * args.hidden * 4
-    result = {
+    train = {}
+    for recipe, rs in runs.items():
+        tps = [r.get("tokens_per_s", 0.0) for r in rs]
+        train[recipe] = {"tokens_per_s_median": statistics.median(tps), "tokens_per_s": tps,
+                         "data_wait_fraction": statistics.median(r.get("data_wait_fraction", 0.0) for r in rs),
+                         **{k: v for k, v in RECIPES[recipe].items()}}
+    return {
         "users": data.num_users, "items": dm.num_items, "interactions": data.num_interactions,
-        "generate_seconds": gen_seconds, "parameters": params, "torch_threads": torch.get_num_threads(),
-        "train": {"steps": args.train_steps, "negatives": args.negatives, **monitor.summary},
+        "generate_seconds": gen_seconds, "parameters": sum(p.numel() for p in model.parameters()),
+        "torch_threads": torch.get_num_threads(), "steps": args.train_steps, "repeats": args.repeats,
+        "train": train,
         "eval": {"users": model.evaluated.get("val", 0), "seconds": eval_seconds,
-                 "users_per_s": model.evaluated.get("val", 0) / eval_seconds, "chunk": args.eval_chunk,
-                 "ndcg@10": model.results.get("val", {}).get("ndcg@10")},
-        "fit_seconds": fit_seconds, "peak_rss_gib": mem,
-        "item_table_training_gib": table_gib,
-        "projected_item_table_training_gib_10M_items": per_item_bytes * 10_000_000 / 2**30,
+                 "users_per_s": model.evaluated.get("val", 0) / eval_seconds, "chunk": args.eval_chunk},
+        "peak_rss_gib": mem,
     }
-    lines = [f"# Large catalogue: {dm.num_items:,} items, {data.num_interactions:,} interactions, one CPU process", "",
-             f"SASRec (d={args.hidden}), sampled softmax over {args.negatives} shared uniform negatives; full-ranking "
-             f"evaluation in chunks of {args.eval_chunk:,} items; {torch.get_num_threads()} torch thread(s).", "",
-             "| phase | figure | peak resident memory |", "|---|---|---:|",
-             f"| data ({gen_seconds:.0f} s to generate) | {data.num_interactions:,} interactions | "
-             f"{mem['after_data']:.2f} GiB |",
-             f"| split + engine | leave-one-out, CSR arrays | {mem['after_split']:.2f} GiB |",
-             f"| training ({args.train_steps} steps) | {monitor.summary.get('tokens_per_s', 0):,.0f} tokens/s, "
-             f"data wait {monitor.summary.get('data_wait_fraction', 0):.1%} | {mem['after_fit']:.2f} GiB |",
-             f"| evaluation, full ranking | {result['eval']['users_per_s']:,.0f} users/s over {dm.num_items:,} items | "
-             f"{mem['after_eval']:.2f} GiB |", "",
-             f"The item table in training (weights, gradient, two Adam moments, float32) takes {table_gib:.2f} GiB "
-             f"here; at 10M items it would take {result['projected_item_table_training_gib_10M_items']:.1f} GiB, "
-             "plus the data (about 12 bytes per interaction) and B x chunk evaluation scores."]
-    write("large_catalogue", result, "\n".join(lines), args.out)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--catalogues", type=int, nargs="+", default=[20_000, 1_000_000],
+                   help="item counts, each measured in a process of its own (so peak memory is its own)")
+    p.add_argument("--users", type=int, default=500_000)
+    p.add_argument("--mean-length", type=float, default=20.0)
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    p.add_argument("--train-steps", type=int, default=60)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--eval-users", type=int, default=2048)
+    p.add_argument("--eval-chunk", type=int, default=131_072)
+    p.add_argument("--name", default="large_catalogue")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # internal: one catalogue, JSON out
+    args = p.parse_args(argv)
+    if args.one is not None:
+        args.items = args.one
+        print("RESULT " + json.dumps(one_catalogue(args)))
+        return {}
+    results = []
+    for items in args.catalogues:
+        cmd = [sys.executable, "-m", "benchmarks.large_catalogue", "--one", str(items), "--users", str(args.users),
+               "--mean-length", str(args.mean_length), "--hidden", str(args.hidden), "--recipes", *args.recipes,
+               "--train-steps", str(args.train_steps), "--repeats", str(args.repeats), "--eval-users",
+               str(args.eval_users), "--eval-chunk", str(args.eval_chunk)]
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+        line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
+        if done.returncode != 0 or line is None:
+            raise RuntimeError(f"large_catalogue at {items} items failed:\n{done.stderr[-3000:]}")
+        results.append(json.loads(line[len("RESULT "):]))
+    smallest = results[0]
+    lines = [f"# Large catalogues: SASRec (d={args.hidden}) training and full-ranking evaluation, one CPU process each",
+             "", f"Random-walk data, {args.users:,} users; {args.train_steps} training steps per measurement, "
+             f"{args.repeats} repeats interleaved, medians; {results[0]['torch_threads']} torch thread(s). "
+             f"Recipes: `shared_dense` (sampled softmax over 512 uniform negatives per sequence, dense Adam) and "
+             f"`pool_sparse` (one batch-wide pool of 8,192 uniform items plus the batch's targets, row-sparse item "
+             f"table and LazyAdam). Ratios are to the same recipe at {smallest['items']:,} items.", "",
+             "| items | interactions | recipe | tokens/s (median) | vs smallest catalogue | data wait | "
+             "peak memory after recipe | evaluation users/s |", "|---:|---:|---|---:|---:|---:|---:|---:|"]
+    for r in results:
+        for recipe, t in r["train"].items():
+            base = smallest["train"].get(recipe, {}).get("tokens_per_s_median") or float("nan")
+            lines.append(f"| {r['items']:,} | {r['interactions']:,} | {recipe} | {t['tokens_per_s_median']:,.0f} | "
+                         f"{t['tokens_per_s_median'] / base:.2f} | {t['data_wait_fraction']:.1%} | "
+                         f"{r['peak_rss_gib'][f'after_{recipe}']:.2f} GiB | {r['eval']['users_per_s']:,.0f} |")
+    lines += ["", "Peak memory is the process's peak resident set so far (data, engine, the model and optimiser of "
+              "every recipe trained before), measured with getrusage."]
+    payload = {"catalogues": results}
+    write(args.name, payload, "\n".join(lines), args.out)
     print("\n".join(lines))
-    return result
+    return payload
 
 
 if __name__ == "__main__":

@@ -134,11 +134,15 @@ def test_suite_commands_write_runs_history_baseline_and_plot(tmp_path, monkeypat
 def test_large_catalogue_benchmark_runs(tmp_path) -> None:
     from benchmarks import large_catalogue
 
-    out = large_catalogue.main(["--items", "3000", "--users", "800", "--train-steps", "5", "--eval-users", "256",
-                                "--eval-chunk", "500", "--hidden", "16", "--negatives", "32", "--out", str(tmp_path)])
-    assert out["eval"]["users"] == 256 and out["train"]["tokens_per_s"] > 0
-    assert out["projected_item_table_training_gib_10M_items"] == pytest.approx(16 * 16 * 1e7 / 2**30)
-    assert "full ranking" in (tmp_path / "large_catalogue.md").read_text()
+    out = large_catalogue.main(["--catalogues", "3000", "9000", "--users", "800", "--train-steps", "4", "--repeats", "2",
+                                "--eval-users", "256", "--eval-chunk", "500", "--hidden", "16", "--out", str(tmp_path)])
+    first, second = out["catalogues"]
+    assert 0 < first["items"] <= 3000 < second["items"] <= 9000  # ids compacted to the items the walks reached
+    for r in out["catalogues"]:
+        assert r["eval"]["users"] == 256
+        for recipe in ("shared_dense", "pool_sparse"):
+            assert len(r["train"][recipe]["tokens_per_s"]) == 2 and r["train"][recipe]["tokens_per_s_median"] > 0
+    assert "pool_sparse" in (tmp_path / "large_catalogue.md").read_text()
 
 
 def test_kernels_benchmark_runs(tmp_path) -> None:
@@ -147,3 +151,29 @@ def test_kernels_benchmark_runs(tmp_path) -> None:
     out = kernels.main(["--users", "16", "--items", "500", "--negatives", "8", "--repeats", "1", "--out", str(tmp_path)])
     assert out["rank_counts"]["speedup"] > 0 and out["shared_negatives"]["speedup"] > 0
     assert "speed-up" in (tmp_path / "kernels.md").read_text()
+
+
+@pytest.mark.slow
+def test_time_to_quality_benchmark_runs_and_merges(tmp_path, monkeypatch) -> None:
+    from benchmarks import time_to_quality
+
+    small_pool = [o.replace("8192", "60") for o in time_to_quality.RECIPES["pool_8k_sparse"]]
+    monkeypatch.setitem(time_to_quality.RECIPES, "pool_small", small_pool)
+
+    tiny = ["data.synthetic.num_users=300", "data.synthetic.num_items=120", "data.synthetic.num_clusters=6",
+            "data.synthetic.mean_length=12", "model.hidden_size=16", "trainer.max_epochs=3",
+            "trainer.check_val_every_n_epoch=1", "data.sampled_eval=none"]
+    runs = time_to_quality.main(["--config", "sasrec_synthetic", "--recipes", "ce", "pool_small", "--minutes", "2",
+                                 "--set", *tiny, "--out", str(tmp_path), "--name", "ttq_a"])
+    assert [r["recipe"] for r in runs] == ["ce", "pool_small"]
+    for r in runs:
+        assert [p["epoch"] for p in r["curve"]] == [1, 2, 3] and r["epochs"] == 3
+        assert 0 < r["curve"][0]["seconds"] < r["curve"][-1]["seconds"] <= r["train_seconds"] + 1e-9
+        assert 0 < r["test"]["ndcg@10"] <= 1
+    # the table's seconds-to-95% column is the first validation at 95% of CE's best
+    best = max(p["val_ndcg@10"] for p in runs[0]["curve"])
+    assert time_to_quality.seconds_to(runs[0]["curve"], 0.95 * best) is not None
+    assert time_to_quality.seconds_to(runs[1]["curve"], 10.0) is None
+    merged = time_to_quality.main(["--merge", "ttq_a", "--out", str(tmp_path), "--name", "ttq_all"])
+    assert len(merged) == 2 and (tmp_path / "ttq_all.png").stat().st_size > 0
+    assert "s to 95% of CE" in (tmp_path / "ttq_all.md").read_text()

@@ -7,7 +7,8 @@ from seqrec.data.datamodule import SeqRecDataModule, SyntheticSpec
 from seqrec.module import SeqRecModule
 
 
-def fit_and_test(tmp_path, loss: str, seed: int = 0, architecture: str = "sasrec") -> dict[str, float]:
+def fit_and_test(tmp_path, loss: str, seed: int = 0, architecture: str = "sasrec", data_kwargs: dict | None = None,
+                 model_kwargs: dict | None = None, callbacks: list | None = None) -> dict[str, float]:
     pl.seed_everything(seed, verbose=False)
     dm = SeqRecDataModule(
         synthetic=SyntheticSpec(num_users=1200, num_items=300, num_clusters=10, mean_length=15.0, seed=2),
@@ -16,9 +17,10 @@ def fit_and_test(tmp_path, loss: str, seed: int = 0, architecture: str = "sasrec
         seed=seed,
         task=architecture,
         mask_prob=0.3,
+        **(data_kwargs or {}),
     )
     model = SeqRecModule(architecture=architecture, num_items=dm.num_items, max_len=20, hidden_size=32,
-                         dropout=0.1, loss=loss, lr=3e-3)
+                         dropout=0.1, loss=loss, lr=3e-3, **(model_kwargs or {}))
     trainer = pl.Trainer(
         # BERT4Rec trains on the ~30% masked positions only, so it needs more passes than SASRec.
         max_epochs=15 if architecture == "bert4rec" else 6,
@@ -28,6 +30,7 @@ def fit_and_test(tmp_path, loss: str, seed: int = 0, architecture: str = "sasrec
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
+        callbacks=callbacks or [],
     )
     trainer.fit(model, datamodule=dm)
     trainer.test(model, datamodule=dm, verbose=False)
@@ -41,6 +44,41 @@ def test_models_beat_popularity_on_synthetic(tmp_path, architecture: str, loss: 
     results = fit_and_test(tmp_path, loss, architecture=architecture)
     assert results["ndcg@10"] > 2.0 * results["popularity/ndcg@10"], results
     assert results["hr@10"] > 1.8 * results["popularity/hr@10"], results
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("data_kwargs", "model_kwargs"), [
+    ({"negative_pool": 64, "pool_in_batch": True}, {"sparse_embeddings": True}),
+    ({"negative_pool": 64, "negatives": "popularity", "popularity_alpha": 0.5}, {}),
+    ({"negative_pool": 0, "pool_in_batch": True, "pool_mask_history": True}, {"separate_output": True}),
+])
+def test_pool_recipes_beat_popularity_on_synthetic(tmp_path, data_kwargs: dict, model_kwargs: dict) -> None:
+    """The catalogue-scale recipes (a batch-wide pool, sparse or tied tables) learn the sequential structure."""
+    results = fit_and_test(tmp_path, "sampled_softmax", data_kwargs=data_kwargs, model_kwargs=model_kwargs)
+    assert results["ndcg@10"] > 2.0 * results["popularity/ndcg@10"], results
+    assert results["hr@10"] > 1.8 * results["popularity/hr@10"], results
+
+
+@pytest.mark.slow
+def test_training_clock_records_each_validation_without_evaluation_time(tmp_path) -> None:
+    import time
+
+    from seqrec.callbacks import TrainingClock
+
+    class SlowValidation(pl.Callback):  # 0.3 s of evaluation that the clock must not count
+        def on_validation_batch_end(self, *args, **kwargs) -> None:
+            time.sleep(0.3)
+
+    clock = TrainingClock()
+    start = time.perf_counter()
+    fit_and_test(tmp_path, "ce", callbacks=[clock, SlowValidation()])
+    wall = time.perf_counter() - start
+    assert [e for e, _, _ in clock.curve] == list(range(1, 7))  # one point per validated epoch
+    seconds = [s for _, s, _ in clock.curve]
+    assert all(b > a for a, b in zip(seconds, seconds[1:])) and seconds[-1] == pytest.approx(clock.seconds)
+    validations = 6 * 3  # six validations of three batches (1,200 users / 512)
+    assert clock.seconds < wall - 0.3 * validations
+    assert clock.curve[-1][2] > clock.curve[0][2]  # validation NDCG@10 improved
 
 
 @pytest.mark.slow

@@ -128,6 +128,7 @@ def pool_softmax(
     ----------
     pos_logits : (T,); pool_logits : (T, P); pos_logq : (T,); pool_logq : (P,).
     target_index : (T,) int64 or None; masked : (T, P) bool or None.
+    reduction : ``mean``, ``sum`` or ``none`` (the (T,) losses).
     """
     if pos_logq is not None:
         pos_logits = pos_logits - pos_logq
@@ -144,6 +145,8 @@ def pool_softmax(
         pool_logits = pool_logits.masked_fill(drop, float("-inf"))
     lse = torch.logaddexp(pos_logits, torch.logsumexp(pool_logits, dim=-1))
     per_position = lse - pos_logits
+    if reduction == "none":
+        return per_position
     return per_position.sum() if reduction == "sum" else per_position.mean()
 
 

@@ -164,3 +164,56 @@ def proposal_reference(
     if mode == "in_batch":
         return freq
     return (num_negatives * uniform + num_in_batch * freq) / (num_negatives + num_in_batch)
+
+
+def pool_reference(
+    pool: np.ndarray,
+    targets: np.ndarray,
+    item_counts: np.ndarray,
+    size: int,
+    num_items: int,
+    sampling: str = "uniform",
+    in_batch: bool = False,
+    alpha: float = 1.0,
+    histories: list[np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """What ``BatchBuilder.build`` adds with a batch-wide pool, given the pool it drew (the draw is random).
+
+    Returns ``pool_logq`` and ``targets_logq`` (log P(item in the pool): the sampled part holds an item
+    with probability ``size / num_items`` uniformly or ``1 - (1 - p)^size`` by popularity ``p ∝ count **
+    alpha``, the batch's T targets with ``1 - (1 - f)^T`` for training frequency ``f``; the pool holds it
+    when either does), ``targets_pool`` (the target's index in the pool, -1 when absent or no target) and,
+    given ``histories`` (each row's training items), ``pool_hit_rows`` / ``pool_hit_cols``.
+    """
+    counts = item_counts.astype(np.float64)
+    freq = counts / max(counts.sum(), 1.0)
+    if sampling == "uniform":
+        a = np.full(num_items + 1, size / num_items)
+    else:
+        w = np.where(counts > 0, counts**alpha, 0.0)
+        w[0] = 0.0
+        a = 1.0 - (1.0 - w / w.sum()) ** size
+    if size == 0:
+        a = np.zeros(num_items + 1)
+    t = int((targets != 0).sum()) if in_batch else 0
+    b = 1.0 - (1.0 - freq) ** t
+    logq = np.log(np.maximum(1.0 - (1.0 - a) * (1.0 - b), np.finfo(np.float64).tiny))
+    where = np.where(targets != 0, np.searchsorted(pool, targets), -1)
+    found = (where >= 0) & (where < pool.size)
+    found[found] &= pool[where[found]] == targets[found]
+    out = {
+        "pool_logq": logq[pool].astype(np.float32),
+        "targets_logq": np.where(targets != 0, logq[targets], 0.0).astype(np.float32),
+        "targets_pool": np.where(found, where, -1),
+    }
+    if histories is not None:
+        rows, cols = [], []
+        for row, seen in enumerate(histories):
+            for x in np.unique(seen):
+                j = np.searchsorted(pool, x)
+                if j < pool.size and pool[j] == x:
+                    rows.append(row)
+                    cols.append(j)
+        out["pool_hit_rows"] = np.asarray(rows, dtype=np.int64)
+        out["pool_hit_cols"] = np.asarray(cols, dtype=np.int64)
+    return out
