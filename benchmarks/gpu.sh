@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU smoke test and throughput (SASRec, BCE and full CE, on large synthetic data); skips without CUDA.
+# GPU smoke test and throughput (SASRec: BCE, full CE, batch-wide pool with sparse updates; large synthetic data); skips without CUDA.
 # Usage: bash benchmarks/gpu.sh [--out DIR]   (results in DIR/gpu.json, default benchmarks/results)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -101,6 +101,7 @@ def test_gpu_benchmark_skips_without_cuda_and_runs_its_path_on_cpu(tmp_path, cap
     out = gpu.main(["--device", "cpu", "--users", "300", "--items", "100", "--epochs", "1", "--minutes", "1", "--batch-size", "32",
                     "--out", str(tmp_path)])
     assert out["sasrec_ce"]["throughput"]["tokens_per_s"] > 0 and out["sasrec_bce"]["epochs"] >= 0
+    assert out["sasrec_pool"]["recipe"] == "pool" and out["sasrec_pool"]["throughput"]["tokens_per_s"] > 0
     assert json.loads((tmp_path / "gpu.json").read_text())["device"] == "cpu"
 
 
