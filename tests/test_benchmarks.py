@@ -178,3 +178,15 @@ def test_time_to_quality_benchmark_runs_and_merges(tmp_path, monkeypatch) -> Non
     merged = time_to_quality.main(["--merge", "ttq_a", "--out", str(tmp_path), "--name", "ttq_all"])
     assert len(merged) == 2 and (tmp_path / "ttq_all.png").stat().st_size > 0
     assert "s to 95% of CE" in (tmp_path / "ttq_all.md").read_text()
+
+
+def test_softmax_benchmark_runs_both_paths(tmp_path) -> None:
+    from benchmarks import softmax
+
+    out = softmax.main(["--items", "3000", "--tokens", "32", "--hidden", "8", "--chunk", "700", "--repeats", "2",
+                        "--out", str(tmp_path)])
+    paths = [(r["items"], r["path"]) for r in out["rows"]]
+    assert paths == [(3000, "logits"), (3000, "chunked")]
+    a, b = out["rows"]
+    assert a["loss"] == pytest.approx(b["loss"], rel=1e-5) and a["seconds"] > 0 and b["peak_step_gib"] >= 0
+    assert "chunked" in (tmp_path / "softmax.md").read_text()
