@@ -202,7 +202,8 @@ def test_stopping_an_epoch_early_and_errors_surface(store) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "pattern"),
     [
-        ({"task": "gpt"}, "task must be 'sasrec' or 'bert4rec'"),
+        ({"task": "gpt"}, "task: must be 'sasrec' or 'bert4rec'"),
+        ({"task": "bert4rec", "mask_token": 3}, "mask_token: 3 is a real item id"),
         ({"negatives": "hard"}, "unknown mode"),
         ({"negatives": "mixed", "num_negatives": 1, "num_in_batch": 0}, "need num_negatives >= 1 and num_in_batch >= 1"),
         ({"num_negatives": 0}, "num_negatives must be positive"),
@@ -220,13 +221,13 @@ def test_builder_rejects_bad_calls(store) -> None:
     builder = BatchBuilder(store, 5)
     with pytest.raises(ValueError, match="max_len must be positive"):
         BatchBuilder(store, 0)
-    with pytest.raises(ValueError, match="end 999 is beyond user 0"):
+    with pytest.raises(ValueError, match="end 999 of user 0 is outside 0..="):
         builder.build(np.array([0], dtype=np.int64), np.array([999], dtype=np.int64))
-    with pytest.raises(ValueError, match="ends has 2 entries for 1 users"):
+    with pytest.raises(ValueError, match="ends: expected length 1, got 2"):
         builder.build(np.array([0], dtype=np.int64), np.array([1, 2], dtype=np.int64))
     with pytest.raises(ValueError, match="batch_size must be positive"):
         builder.epoch(np.array([0], dtype=np.int64), np.array([2], dtype=np.int64), 0, 0, 0)
-    with pytest.raises(ValueError, match="stride must be >= 0"):
+    with pytest.raises(ValueError, match="stride: must be >= 0"):
         builder.segments(np.array([0], dtype=np.int64), -1)
     one = SequenceStore(np.array([0, 1], dtype=np.int64), np.array([1], dtype=np.int32), 1)
     with pytest.raises(ValueError, match="catalogue has 1 item"):

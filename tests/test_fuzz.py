@@ -101,7 +101,9 @@ def test_store_samplers_never_panic(store_args, users, n, seed, alpha):
         for row, u in enumerate(users_arr):
             assert not set(out[row].tolist()) & set(items[offsets[u] : offsets[u + 1]].tolist())
             assert ((out[row] >= 1) & (out[row] <= num_items)).all()
-    call(store.sasrec_batch, users_arr, max(n, 0) % 7, 1, seed)
+    padded = call(BatchBuilder, store, max(n, 0) % 7, pad_to_max=True)
+    if padded is not None:
+        call(padded.build, users_arr, None, seed)
 
 
 @FUZZ

@@ -4,20 +4,25 @@ import numpy as np
 import pytest
 from stats import chi2_critical
 
-from seqrec._core import SequenceStore
+from seqrec._core import BatchBuilder, SequenceStore
 from seqrec.sampling import popularity_negatives, sasrec_batch_reference, uniform_negatives_reference
-
 
 
 def make_store(data):
     return SequenceStore(data.offsets, data.items, data.num_items)
 
 
+def sasrec_batch(store, users, max_len, num_negatives=1, seed=0):
+    """The paper's batch: whole sequences padded to max_len, uniform negatives from unseen items per position."""
+    b = BatchBuilder(store, max_len, num_negatives=num_negatives, pad_to_max=True).build(users, seed=seed)
+    return b["inputs"], b["targets"], b["negatives"].reshape(len(users), max_len, num_negatives)
+
+
 def test_inputs_and_positives_equal_reference(small_synthetic) -> None:
     store = make_store(small_synthetic)
     users = np.arange(small_synthetic.num_users, dtype=np.int64)
     for max_len in (1, 7, 50):
-        inputs, positives, negatives = store.sasrec_batch(users, max_len, 3, seed=9)
+        inputs, positives, negatives = sasrec_batch(store, users, max_len, 3, seed=9)
         ref_i, ref_p, ref_n = sasrec_batch_reference(
             small_synthetic.offsets, small_synthetic.items, small_synthetic.num_items, users, max_len, 3
         )
@@ -33,7 +38,7 @@ def test_negatives_never_in_history_over_an_epoch(small_synthetic) -> None:
     order = np.random.default_rng(0).permutation(data.num_users).astype(np.int64)
     for b, start in enumerate(range(0, order.size, 64)):
         users = order[start : start + 64]
-        _, positives, negatives = store.sasrec_batch(users, 20, 2, seed=b)
+        _, positives, negatives = sasrec_batch(store, users, 20, 2, seed=b)
         for row, u in enumerate(users):
             seen = set(data.sequence(u).tolist())
             real = positives[row] != 0
@@ -48,7 +53,7 @@ def test_negatives_uniform_over_unseen_items() -> None:
     rng = np.random.default_rng(0)
     seen = rng.choice(np.arange(1, 61), size=20, replace=False).astype(np.int32)
     store = SequenceStore(np.array([0, 20], dtype=np.int64), seen, 60)
-    _, _, negatives = store.sasrec_batch(np.zeros(400, dtype=np.int64), 19, 5, seed=3)
+    _, _, negatives = sasrec_batch(store, np.zeros(400, dtype=np.int64), 19, 5, seed=3)
     draws = negatives.ravel()
     assert np.isin(draws, seen).sum() == 0
     counts = np.bincount(draws, minlength=61)[1:]
@@ -91,16 +96,16 @@ def test_uniform_negatives_for_sampled_protocol(small_synthetic) -> None:
 def test_user_who_saw_almost_everything() -> None:
     items = np.array([1, 2, 3, 5, 6, 7, 8, 9, 10], dtype=np.int32)  # only 4 unseen
     store = SequenceStore(np.array([0, items.size], dtype=np.int64), items, 10)
-    _, _, neg = store.sasrec_batch(np.array([0], dtype=np.int64), 8, 16, seed=1)
+    _, _, neg = sasrec_batch(store, np.array([0], dtype=np.int64), 8, 16, seed=1)
     assert set(neg.ravel().tolist()) == {4}
 
 
 def test_seed_fixes_the_batch_and_rows_are_independent_streams(small_synthetic) -> None:
     store = make_store(small_synthetic)
     users = np.arange(64, dtype=np.int64)
-    a = store.sasrec_batch(users, 10, 2, seed=11)
-    b = store.sasrec_batch(users, 10, 2, seed=11)
-    c = store.sasrec_batch(users, 10, 2, seed=12)
+    a = sasrec_batch(store, users, 10, 2, seed=11)
+    b = sasrec_batch(store, users, 10, 2, seed=11)
+    c = sasrec_batch(store, users, 10, 2, seed=12)
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
     assert not np.array_equal(a[2], c[2])
@@ -114,7 +119,7 @@ def test_read_only_inputs_are_accepted() -> None:
     users = np.array([0], dtype=np.int64)
     users.flags.writeable = False
     store = SequenceStore(offsets, items, 5)
-    inputs, positives, _ = store.sasrec_batch(users, 4)
+    inputs, positives, _ = sasrec_batch(store, users, 4)
     assert inputs.tolist() == [[0, 0, 1, 2]] and positives.tolist() == [[0, 0, 2, 3]]
 
 
@@ -138,23 +143,23 @@ def test_bad_arguments_raise_python_errors() -> None:
     store = SequenceStore(np.array([0, 2, 5], dtype=np.int64), np.array([1, 2, 3, 1, 2], dtype=np.int32), 3)
     users = np.array([0, 1], dtype=np.int64)
     with pytest.raises(ValueError, match="user index 2 is outside 0..2"):
-        store.sasrec_batch(np.array([0, 2], dtype=np.int64), 5)
+        sasrec_batch(store, np.array([0, 2], dtype=np.int64), 5)
     with pytest.raises(ValueError, match="user index -1"):
         store.uniform_negatives(np.array([-1], dtype=np.int64), 5)
     with pytest.raises(ValueError, match="max_len must be positive, got 0"):
-        store.sasrec_batch(users, 0)
-    with pytest.raises(ValueError, match="num_negatives must be positive, got -2"):
-        store.sasrec_batch(users, 5, -2)
+        sasrec_batch(store, users, 0)
+    with pytest.raises(ValueError, match="num_negatives: must be >= 0, got -2"):
+        sasrec_batch(store, users, 5, -2)
     with pytest.raises(ValueError, match="n must be positive"):
         store.uniform_negatives(users, 0)
     with pytest.raises(ValueError, match="user 1 has interacted with all 3 items"):
-        store.sasrec_batch(users, 5)
+        sasrec_batch(store, users, 5)
     with pytest.raises(TypeError):
-        store.sasrec_batch(users.astype(np.int32), 5)
+        sasrec_batch(store, users.astype(np.int32), 5)
     with pytest.raises(TypeError):
         SequenceStore(np.array([0, 1]), np.array([1], dtype=np.int64), 3)
     with pytest.raises(ValueError, match="users must be a C-contiguous array"):
-        store.sasrec_batch(np.array([0, 9, 0, 9], dtype=np.int64)[::2], 5)
+        sasrec_batch(store, np.array([0, 9, 0, 9], dtype=np.int64)[::2], 5)
 
 
 def test_popularity_candidates_follow_popularity_and_skip_history() -> None:

@@ -21,8 +21,6 @@ class SequenceStore:
     def num_interactions(self) -> int: ...
     def item_counts(self) -> I64:
         """Interactions per item, shape (num_items + 1,)."""
-    def sasrec_batch(self, users: I64, max_len: int, num_negatives: int = 1, seed: int = 0) -> tuple[I64, I64, I64]:
-        """(inputs (B, L), positives (B, L), negatives (B, L, K)) padded to max_len, uniform unseen negatives."""
     def uniform_negatives(self, users: I64, n: int, seed: int = 0) -> I64:
         """(B, n) items drawn uniformly with replacement from each user's unseen items."""
     def popularity_negatives(self, users: I64, n: int, seed: int = 0, alpha: float = 1.0) -> I64:
@@ -68,6 +66,9 @@ class BatchBuilder:
     def num_negatives(self) -> int: ...
     @property
     def pool_size(self) -> int: ...
+    @property
+    def mask_token(self) -> int | None:
+        """The token BERT4Rec batches mask with (num_items + 1 unless given); None for SASRec batches."""
     def segments(self, users: I64, stride: int = 0) -> tuple[I64, I64]:
         """(users, ends) of the training sequences; with stride > 0, windows every stride items back."""
     def build(self, users: I64, ends: I64 | None = None, seed: int = 0) -> dict[str, np.ndarray]:
@@ -109,6 +110,18 @@ class BatchBuilder:
         world: int = 1,
     ) -> int:
         """How many batches ``epoch`` yields with the same arguments."""
+    def loss_scale(
+        self,
+        users: I64,
+        ends: I64,
+        batch_size: int,
+        seed: int,
+        epoch: int,
+        bucket: bool = True,
+        bucket_batches: int = 64,
+        max_tokens: int = 0,
+    ) -> float:
+        """One over the expected training targets of an average batch of the epoch (all ranks together)."""
 
 class EpochIterator(Iterator[dict[str, np.ndarray]]):
     """One epoch's batches, built ahead on a background thread."""

@@ -101,7 +101,6 @@ class TrainBatches(IterableDataset):
         bucket: bool = True,
         prefetch: int = 8,
         max_tokens: int = 0,
-        expected_targets: float = 1.0,
         extra: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
         rank: int = 0,
         world: int = 1,
@@ -120,9 +119,9 @@ class TrainBatches(IterableDataset):
         self.fetch_seconds = 0.0  # time the consumer waited for batches this epoch (read by ThroughputMonitor)
         self.num_batches = builder.num_batches(users, ends, batch_size, seed, 0, bucket=bucket, max_tokens=max_tokens,
                                                rank=rank, world=world)
-        # One over the targets of an average batch of the whole epoch (the same on every rank).
-        all_batches = builder.num_batches(users, ends, batch_size, seed, 0, bucket=bucket, max_tokens=max_tokens)
-        self.loss_scale = torch.tensor(all_batches / max(expected_targets, 1e-9), dtype=torch.float32)
+        # One over the targets of an average batch of the whole epoch (the same on every rank), from the plan.
+        scale = builder.loss_scale(users, ends, batch_size, seed, 0, bucket=bucket, max_tokens=max_tokens)
+        self.loss_scale = torch.tensor(scale, dtype=torch.float32)
 
     def __len__(self) -> int:
         return self.num_batches
@@ -470,19 +469,13 @@ class SeqRecDataModule(pl.LightningDataModule):
         rank, world = self._rank_world()
         all_users = np.arange(self.interactions.num_users, dtype=np.int64)
         users, ends = builder.segments(all_users, self.window_stride)
-        if self.task == "sasrec":
-            targets = np.minimum(ends - 1, self.max_len).astype(float)
-        else:  # expected masked positions, counting the one forced when none is drawn
-            n = np.minimum(ends, self.max_len).astype(float)
-            targets = self.mask_prob * n + (1 - self.mask_prob) ** n
         max_tokens = self.batch_tokens
         if max_tokens is None:
             filled = np.minimum(ends - 1 if self.task == "sasrec" else ends, self.max_len)
             max_tokens = int(round(self.batch_size * filled.mean())) if self.length_bucketing and filled.size else 0
         dataset = self.train_batches = TrainBatches(
             builder, users, ends, self.batch_size, self.seed, self._epoch, self.length_bucketing, self.prefetch,
-            max_tokens=max(max_tokens, 0), expected_targets=float(targets.sum()),
-            extra=self._train_extra if self.time_features else None, rank=rank, world=world,
+            max_tokens=max(max_tokens, 0), extra=self._train_extra if self.time_features else None, rank=rank, world=world,
         )
         return DataLoader(dataset, batch_size=None, num_workers=0)
 

@@ -20,6 +20,38 @@ pub enum Task {
     Bert4Rec { mask_prob: f64, mask_token: i64 },
 }
 
+impl Task {
+    /// The mask token when none is given: the id after the catalogue's last item (the models' own rule).
+    pub fn default_mask_token(num_items: i64) -> i64 {
+        num_items + 1
+    }
+
+    /// The task named `name` (`sasrec` or `bert4rec`); BERT4Rec masks with `mask_token`, by default
+    /// `default_mask_token(num_items)`. A mask token inside the catalogue would hide a real item.
+    pub fn parse(name: &str, mask_prob: f64, mask_token: Option<i64>, num_items: i64) -> Result<Self> {
+        match name {
+            "sasrec" => Ok(Task::SasRec),
+            "bert4rec" => {
+                let mask_token = mask_token.unwrap_or(Task::default_mask_token(num_items));
+                if mask_token >= 1 && mask_token <= num_items {
+                    return Err(CoreError::BadOption {
+                        name: "mask_token",
+                        message: format!(
+                            "{mask_token} is a real item id (1..={num_items}); use {}",
+                            Task::default_mask_token(num_items)
+                        ),
+                    });
+                }
+                Ok(Task::Bert4Rec { mask_prob, mask_token })
+            }
+            other => Err(CoreError::BadOption {
+                name: "task",
+                message: format!("must be 'sasrec' or 'bert4rec', got {other:?}"),
+            }),
+        }
+    }
+}
+
 /// How to build the batches of one training run.
 #[derive(Clone, Debug)]
 pub struct BatchSpec {
@@ -95,6 +127,16 @@ impl BatchSpec {
         }
     }
 
+    /// Expected training targets of a window ending at `end`: every filled position for SASRec; for
+    /// BERT4Rec the masked ones, counting the one forced when none is drawn.
+    pub fn expected_targets(&self, end: usize) -> f64 {
+        let n = self.filled(end) as f64;
+        match self.task {
+            Task::SasRec => n,
+            Task::Bert4Rec { mask_prob, .. } => mask_prob * n + (1.0 - mask_prob).powf(n),
+        }
+    }
+
     /// Positions a window ending at `end` fills (before padding).
     pub fn filled(&self, end: usize) -> usize {
         match self.task {
@@ -109,6 +151,46 @@ impl BatchSpec {
 pub struct Segment {
     pub user: usize,
     pub end: usize,
+}
+
+impl Segment {
+    /// The segments `users[i][..ends[i]]` (whole sequences when `ends` is None), checked against the store.
+    pub fn from_arrays(seqs: &Sequences, users: &[i64], ends: Option<&[i64]>) -> Result<Vec<Segment>> {
+        let checked = seqs.check_users(users)?;
+        let Some(ends) = ends else {
+            return Ok(checked
+                .into_iter()
+                .map(|u| Segment {
+                    user: u,
+                    end: seqs.sequence(u).len(),
+                })
+                .collect());
+        };
+        if ends.len() != users.len() {
+            return Err(CoreError::LengthMismatch {
+                what: "ends",
+                expected: users.len(),
+                got: ends.len(),
+            });
+        }
+        checked
+            .into_iter()
+            .zip(ends)
+            .map(|(u, &end)| {
+                let len = seqs.sequence(u).len();
+                if end < 0 || end as u64 > len as u64 {
+                    return Err(CoreError::BadOption {
+                        name: "ends",
+                        message: format!("end {end} of user {u} is outside 0..={len}"),
+                    });
+                }
+                Ok(Segment {
+                    user: u,
+                    end: end as usize,
+                })
+            })
+            .collect()
+    }
 }
 
 /// One built batch, row-major, owned (so it can cross threads and become numpy arrays without a copy).
@@ -188,6 +270,17 @@ pub fn build_batch(seqs: &Sequences, spec: &BatchSpec, segments: &[Segment], see
         Some(n) => (n.width(), if n.shared { 1 } else { width }),
         None => (0, 0),
     };
+    // Sizes come from user options (batch size, max_len, negatives): never let a product wrap.
+    let too_large = || CoreError::BadOption {
+        name: "batch",
+        message: format!("{rows} rows x {width} positions x {k} negatives overflows the address space"),
+    };
+    let cells = rows.checked_mul(width).ok_or_else(too_large)?;
+    let neg_cells = rows
+        .checked_mul(slots)
+        .and_then(|x| x.checked_mul(k))
+        .ok_or_else(too_large)?;
+    cells.checked_mul(k + 1).ok_or_else(too_large)?;
     let mut b = Batch {
         rows,
         width,
@@ -195,16 +288,16 @@ pub fn build_batch(seqs: &Sequences, spec: &BatchSpec, segments: &[Segment], see
         k,
         users: segments.iter().map(|s| s.user as i64).collect(),
         ends: segments.iter().map(|s| s.end as i64).collect(),
-        inputs: buffers::take_i64(rows * width),
-        targets: buffers::take_i64(rows * width),
-        negatives: buffers::take_i64(rows * slots * k),
-        negatives_logq: buffers::take_f32(rows * slots * k),
-        targets_logq: buffers::take_f32(if k > 0 || spec.pool.is_some() { rows * width } else { 0 }),
+        inputs: buffers::take_i64(cells),
+        targets: buffers::take_i64(cells),
+        negatives: buffers::take_i64(neg_cells),
+        negatives_logq: buffers::take_f32(neg_cells),
+        targets_logq: buffers::take_f32(if k > 0 || spec.pool.is_some() { cells } else { 0 }),
         ..Batch::default()
     };
     // Waking the pool costs tens of microseconds: below this much work one thread is faster.
     const PARALLEL_MIN_WORK: usize = 1 << 17;
-    let threads = if rows * width * (k + 1) < PARALLEL_MIN_WORK {
+    let threads = if cells * (k + 1) < PARALLEL_MIN_WORK {
         1
     } else {
         spec.num_threads
@@ -363,58 +456,6 @@ fn fill_sequence(seqs: &Sequences, spec: &BatchSpec, seg: Segment, mut rng: Rng,
     }
 }
 
-/// Output buffers of one SASRec batch, row-major: `inputs` and `positives` are (B, L), `negatives` (B, L, K).
-pub struct SasRecBatchMut<'a> {
-    pub inputs: &'a mut [i64],
-    pub positives: &'a mut [i64],
-    pub negatives: &'a mut [i64],
-}
-
-/// Fills a SASRec batch padded to `max_len` for whole user sequences, with `num_negatives` uniform
-/// negatives per position from items the user never interacted with. Row b uses streams (seed, b) and
-/// (seed, B + b), so the batch is the same whatever the number of threads.
-pub fn sasrec_batch(
-    seqs: &Sequences,
-    users: &[i64],
-    max_len: i64,
-    num_negatives: i64,
-    seed: u64,
-    out: SasRecBatchMut<'_>,
-) -> Result<()> {
-    let k = positive("num_negatives", num_negatives)?;
-    let users = seqs.check_users(users)?;
-    let sampler =
-        crate::negatives::NegativeSampler::new(seqs, crate::negatives::NegativeMode::Uniform, k, 0, false, true, 1.0)?;
-    let spec = BatchSpec::new(Task::SasRec, max_len, true, Some(sampler), 0)?;
-    let l = spec.max_len;
-    let b = users.len();
-    for (what, buf, w) in [
-        ("inputs", out.inputs.len(), l),
-        ("positives", out.positives.len(), l),
-        ("negatives", out.negatives.len(), l * k),
-    ] {
-        if buf != b * w {
-            return Err(CoreError::LengthMismatch {
-                what,
-                expected: b * w,
-                got: buf,
-            });
-        }
-    }
-    let segments: Vec<Segment> = users
-        .iter()
-        .map(|&u| Segment {
-            user: u,
-            end: seqs.sequence(u).len(),
-        })
-        .collect();
-    let batch = build_batch(seqs, &spec, &segments, seed)?;
-    out.inputs.copy_from_slice(&batch.inputs);
-    out.positives.copy_from_slice(&batch.targets);
-    out.negatives.copy_from_slice(&batch.negatives);
-    Ok(())
-}
-
 /// Evaluation candidates of the sampled protocol: `n` items per user, with replacement, from the items the
 /// user never interacted with, uniformly (`popularity` None) or by popularity. Row b uses stream (seed, b).
 pub fn sampled_candidates(
@@ -471,23 +512,14 @@ mod tests {
     use super::*;
     use crate::negatives::{NegativeMode, NegativeSampler};
 
+    /// A SASRec batch padded to `l` of whole sequences, with `k` uniform negatives per position from items
+    /// the user never saw: (inputs, targets, negatives).
     fn build(seqs: &Sequences, users: &[i64], l: usize, k: usize, seed: u64) -> (Vec<i64>, Vec<i64>, Vec<i64>) {
-        let b = users.len();
-        let (mut i, mut p, mut n) = (vec![-1; b * l], vec![-1; b * l], vec![-1; b * l * k]);
-        sasrec_batch(
-            seqs,
-            users,
-            l as i64,
-            k as i64,
-            seed,
-            SasRecBatchMut {
-                inputs: &mut i,
-                positives: &mut p,
-                negatives: &mut n,
-            },
-        )
-        .unwrap();
-        (i, p, n)
+        let sampler = NegativeSampler::new(seqs, NegativeMode::Uniform, k, 0, false, true, 1.0).unwrap();
+        let spec = BatchSpec::new(Task::SasRec, l as i64, true, Some(sampler), 0).unwrap();
+        let segs = Segment::from_arrays(seqs, users, None).unwrap();
+        let b = build_batch(seqs, &spec, &segs, seed).unwrap();
+        (b.inputs, b.targets, b.negatives)
     }
 
     #[test]
@@ -570,35 +602,22 @@ mod tests {
     #[test]
     fn rejects_bad_arguments() {
         let seqs = Sequences::new(&[0, 2], &[1, 2], 2).unwrap();
-        let mut buf = vec![0i64; 4];
-        let mut b2 = vec![0i64; 4];
-        let mut b3 = vec![0i64; 4];
-        let r = sasrec_batch(
-            &seqs,
-            &[0],
-            0,
-            1,
-            0,
-            SasRecBatchMut {
-                inputs: &mut buf,
-                positives: &mut b2,
-                negatives: &mut b3,
-            },
-        );
-        assert!(matches!(r, Err(CoreError::NonPositive { name: "max_len", .. })));
-        let r = sasrec_batch(
-            &seqs,
-            &[0],
-            4,
-            1,
-            0,
-            SasRecBatchMut {
-                inputs: &mut buf,
-                positives: &mut b2,
-                negatives: &mut b3,
-            },
-        );
+        assert!(matches!(
+            BatchSpec::new(Task::SasRec, 0, true, None, 1),
+            Err(CoreError::NonPositive { name: "max_len", .. })
+        ));
+        let sampler = NegativeSampler::new(&seqs, NegativeMode::Uniform, 1, 0, false, true, 1.0).unwrap();
+        let spec = BatchSpec::new(Task::SasRec, 4, true, Some(sampler), 1).unwrap();
+        let r = build_batch(&seqs, &spec, &[Segment { user: 0, end: 2 }], 0);
         assert!(matches!(r, Err(CoreError::NoNegatives { .. })));
+        assert!(matches!(
+            Segment::from_arrays(&seqs, &[0], Some(&[3])),
+            Err(CoreError::BadOption { name: "ends", .. })
+        ));
+        assert!(matches!(
+            Segment::from_arrays(&seqs, &[0, 0], Some(&[1])),
+            Err(CoreError::LengthMismatch { what: "ends", .. })
+        ));
         let mut out = vec![0i64; 3];
         assert!(matches!(
             sampled_candidates(&seqs, &[5], 3, None, 0, &mut out),
@@ -606,5 +625,17 @@ mod tests {
         ));
         let one = Sequences::new(&[0, 1], &[1], 1).unwrap();
         assert!(NegativeSampler::new(&one, NegativeMode::Uniform, 1, 0, false, true, 1.0).is_err());
+        assert!(Task::parse("gpt", 0.2, None, 5).is_err());
+        assert!(matches!(
+            Task::parse("bert4rec", 0.2, Some(3), 5),
+            Err(CoreError::BadOption { name: "mask_token", .. })
+        ));
+        assert_eq!(
+            Task::parse("bert4rec", 0.2, None, 5).unwrap(),
+            Task::Bert4Rec {
+                mask_prob: 0.2,
+                mask_token: 6
+            }
+        );
     }
 }

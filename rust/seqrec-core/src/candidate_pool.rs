@@ -49,6 +49,18 @@ pub struct PoolDraw {
 }
 
 impl CandidatePool {
+    /// `uniform` or `popularity` (the names the options use).
+    pub fn parse_sampling(name: &str) -> Result<PoolSampling> {
+        match name {
+            "uniform" => Ok(PoolSampling::Uniform),
+            "popularity" => Ok(PoolSampling::Popularity),
+            other => Err(CoreError::BadOption {
+                name: "negatives",
+                message: format!("a batch-wide pool is drawn 'uniform' or 'popularity', got {other:?}"),
+            }),
+        }
+    }
+
     pub fn new(
         seqs: &Sequences,
         sampling: PoolSampling,
@@ -80,13 +92,7 @@ impl CandidatePool {
         }
         let counts = seqs.item_counts();
         let popularity = match sampling {
-            PoolSampling::Popularity => {
-                let weights: Vec<f64> = counts
-                    .iter()
-                    .map(|&c| if c == 0 { 0.0 } else { (c as f64).powf(alpha) })
-                    .collect();
-                Some(AliasTable::new(&weights)?)
-            }
+            PoolSampling::Popularity => Some(AliasTable::from_counts(counts, alpha)?),
             PoolSampling::Uniform => None,
         };
         let total = counts.iter().map(|&c| c as f64).sum::<f64>().max(1.0);
@@ -130,7 +136,11 @@ impl CandidatePool {
         let logq = items
             .iter()
             .map(|&i| {
-                let a = if self.size > 0 { self.sampled_inclusion(i as usize) } else { 0.0 };
+                let a = if self.size > 0 {
+                    self.sampled_inclusion(i as usize)
+                } else {
+                    0.0
+                };
                 // Chance that one of the batch's targets is the item: 1 - (1 - f)^T.
                 let b = if num_targets > 0 {
                     -((num_targets as f64) * (-self.freq[i as usize]).ln_1p()).exp_m1()
@@ -146,7 +156,11 @@ impl CandidatePool {
 
     /// log P(item in the pool) for an item that may not be in it (the targets' correction).
     pub fn log_inclusion(&self, item: i64, num_targets: usize) -> f32 {
-        let a = if self.size > 0 { self.sampled_inclusion(item as usize) } else { 0.0 };
+        let a = if self.size > 0 {
+            self.sampled_inclusion(item as usize)
+        } else {
+            0.0
+        };
         let b = if self.in_batch && num_targets > 0 {
             -((num_targets as f64) * (-self.freq[item as usize]).ln_1p()).exp_m1()
         } else {
@@ -208,7 +222,10 @@ mod tests {
         let pool = CandidatePool::new(&s, PoolSampling::Uniform, 10, false, false, 1.0).unwrap();
         let d = pool.draw(&mut Rng::new(1), &[]);
         assert_eq!(d.items, (1..=10).collect::<Vec<i64>>());
-        assert!(d.logq.iter().all(|&q| q == 0.0), "every item is certain to be in a full pool");
+        assert!(
+            d.logq.iter().all(|&q| q == 0.0),
+            "every item is certain to be in a full pool"
+        );
         let pool = CandidatePool::new(&s, PoolSampling::Uniform, 4, false, false, 1.0).unwrap();
         for seed in 0..50 {
             let d = pool.draw(&mut Rng::new(seed), &[]);

@@ -19,6 +19,8 @@ pub enum CoreError {
     BadWeight { item: i64, weight: f64 },
     /// An option value outside what the routine accepts.
     BadOption { name: &'static str, message: String },
+    /// The engine itself failed (its thread could not start or stopped early, a lock was poisoned).
+    Engine { message: String },
     /// Two arrays whose lengths must agree do not.
     LengthMismatch {
         what: &'static str,
@@ -65,6 +67,7 @@ impl fmt::Display for CoreError {
                 }
             }
             CoreError::BadOption { name, message } => write!(f, "{name}: {message}"),
+            CoreError::Engine { message } => write!(f, "batch engine failure: {message}"),
             CoreError::LengthMismatch { what, expected, got } => {
                 write!(f, "{what}: expected length {expected}, got {got}")
             }

@@ -96,11 +96,7 @@ impl NegativeSampler {
         }
         let counts = seqs.item_counts();
         let popularity = if mode == NegativeMode::Popularity {
-            let weights: Vec<f64> = counts
-                .iter()
-                .map(|&c| if c == 0 { 0.0 } else { (c as f64).powf(alpha) })
-                .collect();
-            Some(AliasTable::new(&weights)?)
+            Some(AliasTable::from_counts(counts, alpha)?)
         } else {
             None
         };
@@ -277,4 +273,72 @@ pub struct UserContext {
     pub log_uniform: f64,
     pub uniform_mass: f64,
     pub log_pop_norm: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> Sequences {
+        // 3 users over 12 items, uneven counts; items 11 and 12 never trained.
+        let offsets = vec![0i64, 5, 8, 12];
+        let items = vec![1i32, 2, 3, 1, 4, 1, 5, 6, 2, 7, 8, 9];
+        Sequences::new(&offsets, &items, 12).unwrap()
+    }
+
+    /// Sum over `items` of the proposal's probability for user `u`.
+    fn mass(s: &NegativeSampler, seqs: &Sequences, u: usize, items: impl Iterator<Item = i32>) -> f64 {
+        let ctx = s.user_context(seqs, u);
+        items.map(|i| (s.log_q(&ctx, i) as f64).exp()).sum()
+    }
+
+    #[test]
+    fn every_mode_logq_is_a_normalised_proposal() {
+        let seqs = store();
+        for exclude in [true, false] {
+            for (mode, alpha) in [
+                (NegativeMode::Uniform, 1.0),
+                (NegativeMode::Popularity, 1.0),
+                (NegativeMode::Popularity, 0.5),
+            ] {
+                let s = NegativeSampler::new(&seqs, mode, 3, 0, false, exclude, alpha).unwrap();
+                for u in 0..3 {
+                    let seen = seqs.seen(u).to_vec();
+                    let support = (1..=12).filter(|i| !exclude || !seen.contains(i));
+                    let m = if mode == NegativeMode::Popularity {
+                        // popularity never proposes untrained items
+                        mass(&s, &seqs, u, support.filter(|&i| seqs.item_counts()[i as usize] > 0))
+                    } else {
+                        mass(&s, &seqs, u, support)
+                    };
+                    assert!(
+                        (m - 1.0).abs() < 1e-5,
+                        "{mode:?} alpha {alpha} exclude {exclude} user {u}: {m}"
+                    );
+                }
+            }
+        }
+        let in_batch = NegativeSampler::new(&seqs, NegativeMode::InBatch, 2, 0, false, false, 1.0).unwrap();
+        assert!((mass(&in_batch, &seqs, 0, 1..=10) - 1.0).abs() < 1e-5);
+        let mixed = NegativeSampler::new(&seqs, NegativeMode::Mixed, 3, 1, false, false, 1.0).unwrap();
+        assert!((mass(&mixed, &seqs, 1, 1..=12) - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn uniform_logq_is_minus_log_of_the_allowed_items() {
+        let seqs = store();
+        let s = NegativeSampler::new(&seqs, NegativeMode::Uniform, 3, 0, false, true, 1.0).unwrap();
+        let ctx = s.user_context(&seqs, 0); // user 0 saw 4 distinct items of 12
+        assert_eq!(ctx.allowed, 8);
+        assert!((s.log_q(&ctx, 9) as f64 - (-(8f64).ln())).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rejects_bad_settings() {
+        let seqs = store();
+        assert!(NegativeSampler::new(&seqs, NegativeMode::Uniform, 0, 0, false, true, 1.0).is_err());
+        assert!(NegativeSampler::new(&seqs, NegativeMode::Mixed, 2, 0, false, true, 1.0).is_err());
+        assert!(NegativeSampler::new(&seqs, NegativeMode::Popularity, 2, 0, false, true, -1.0).is_err());
+        assert!(NegativeMode::parse("nope").is_err());
+    }
 }

@@ -20,7 +20,8 @@ pub fn make_segments(seqs: &Sequences, spec: &BatchSpec, users: &[i64], stride: 
         }
         loop {
             out.push(Segment { user: u, end });
-            if stride == 0 || end <= window || end - stride < min_items {
+            // end > window >= stride's useful range: `end - stride` cannot wrap once end > stride.
+            if stride == 0 || end <= window || end <= stride || end - stride < min_items {
                 break;
             }
             end -= stride;
@@ -53,7 +54,12 @@ pub fn plan_epoch(
     let mut order: Vec<Segment> = segments.to_vec();
     shuffle(&mut rng, &mut order);
     let group = if bucket {
-        batch_size * bucket_batches.max(1)
+        batch_size
+            .checked_mul(bucket_batches.max(1))
+            .ok_or_else(|| CoreError::BadOption {
+                name: "batch_size",
+                message: format!("{batch_size} x {bucket_batches} bucket batches overflows"),
+            })?
     } else {
         order.len().max(1)
     };
@@ -94,6 +100,72 @@ fn shuffle<T>(rng: &mut Rng, v: &mut [T]) {
     }
 }
 
+/// How one epoch is cut into batches (the options of `plan_epoch`).
+#[derive(Clone, Copy, Debug)]
+pub struct PlanOptions {
+    pub batch_size: i64,
+    pub bucket: bool,
+    pub bucket_batches: usize,
+    pub max_tokens: usize,
+}
+
+/// One rank's batches of one epoch, with the seed they are built from and the epoch's target statistics.
+#[derive(Clone, Debug)]
+pub struct EpochPlan {
+    /// This rank's batches, in order.
+    pub batches: Vec<Vec<Segment>>,
+    /// Batch i is built from `derive_seed(seed, i)`: derived from (seed, epoch) and, when sharded, the rank.
+    pub seed: u64,
+    /// Batches of the whole epoch, all ranks together.
+    pub total_batches: usize,
+    /// Expected training targets of the whole epoch (see `BatchSpec::expected_targets`).
+    pub expected_targets: f64,
+}
+
+impl EpochPlan {
+    /// Rank `rank`'s share of epoch `epoch` of `segments`.
+    pub fn new(
+        spec: &BatchSpec,
+        segments: &[Segment],
+        options: PlanOptions,
+        seed: u64,
+        epoch: u64,
+        rank: usize,
+        world: usize,
+    ) -> Result<Self> {
+        let all = plan_epoch(
+            spec,
+            segments,
+            options.batch_size,
+            options.bucket,
+            options.bucket_batches,
+            options.max_tokens,
+            seed,
+            epoch,
+        )?;
+        let total_batches = all.len();
+        let expected_targets = segments.iter().map(|s| spec.expected_targets(s.end)).sum();
+        let batches = shard(all, rank, world)?;
+        let mut seed = derive_seed(seed, epoch);
+        if world > 1 {
+            seed = derive_seed(seed, rank as u64);
+        }
+        Ok(EpochPlan {
+            batches,
+            seed,
+            total_batches,
+            expected_targets,
+        })
+    }
+
+    /// One over the targets of an average batch of the whole epoch: the factor that turns a batch's summed
+    /// loss into a per-target mean that weighs every target alike, whatever its batch's size (the same on
+    /// every rank).
+    pub fn loss_scale(&self) -> f64 {
+        self.total_batches as f64 / self.expected_targets.max(1e-9)
+    }
+}
+
 /// Rank `rank`'s share of an epoch's batches for data-parallel training over `world` processes: every
 /// `world`-th batch from `rank`, the same number on every rank (DDP steps in lockstep, so up to
 /// `world - 1` batches of the epoch are left out). Together the shares are disjoint.
@@ -125,6 +197,51 @@ mod tests {
         assert_eq!(shard(batches.clone(), 0, 1).unwrap().len(), 11);
         assert!(shard(batches.clone(), 3, 3).is_err());
         assert!(shard(batches, 0, 0).is_err());
+    }
+
+    #[test]
+    fn a_stride_longer_than_the_window_ends_instead_of_wrapping() {
+        let items: Vec<i32> = (1..=60).collect();
+        let seqs = Sequences::new(&[0, 60], &items, 60).unwrap();
+        let spec = BatchSpec::new(Task::SasRec, 50, false, None, 1).unwrap();
+        let ends: Vec<usize> = make_segments(&seqs, &spec, &[0], 61)
+            .unwrap()
+            .iter()
+            .map(|s| s.end)
+            .collect();
+        assert_eq!(ends, vec![60]);
+    }
+
+    #[test]
+    fn huge_batch_sizes_are_an_error_not_a_wrap() {
+        let seqs = Sequences::new(&[0, 3], &[1, 2, 3], 3).unwrap();
+        let spec = BatchSpec::new(Task::SasRec, 5, false, None, 1).unwrap();
+        let segs = make_segments(&seqs, &spec, &[0], 0).unwrap();
+        assert!(plan_epoch(&spec, &segs, 1 << 58, true, 64, 0, 1, 0).is_err());
+    }
+
+    #[test]
+    fn epoch_plan_carries_its_seed_and_target_statistics() {
+        let items: Vec<i32> = (1..=30).map(|i| i % 9 + 1).collect();
+        let seqs = Sequences::new(&[0, 10, 12, 30], &items, 10).unwrap();
+        let spec = BatchSpec::new(Task::SasRec, 8, false, None, 1).unwrap();
+        let segs = make_segments(&seqs, &spec, &[0, 1, 2], 0).unwrap();
+        let options = PlanOptions {
+            batch_size: 1,
+            bucket: false,
+            bucket_batches: 1,
+            max_tokens: 0,
+        };
+        let plan = EpochPlan::new(&spec, &segs, options, 7, 2, 0, 1).unwrap();
+        assert_eq!(plan.total_batches, 3);
+        // SASRec targets: min(end - 1, max_len) = 8, 1, 8.
+        assert_eq!(plan.expected_targets, 17.0);
+        assert!((plan.loss_scale() - 3.0 / 17.0).abs() < 1e-12);
+        assert_eq!(plan.seed, derive_seed(7, 2));
+        let r1 = EpochPlan::new(&spec, &segs, options, 7, 2, 1, 2).unwrap();
+        assert_eq!(r1.batches.len(), 1);
+        assert_eq!(r1.seed, derive_seed(derive_seed(7, 2), 1));
+        assert_eq!(r1.total_batches, 3);
     }
 
     #[test]

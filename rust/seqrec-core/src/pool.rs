@@ -42,3 +42,34 @@ pub fn run<R: Send>(requested: usize, f: impl FnOnce(bool) -> R + Send) -> R {
     }
     f(false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rayon::prelude::*;
+
+    #[test]
+    fn one_thread_runs_inline_and_many_use_the_pool_with_the_same_result() {
+        let serial = run(1, |parallel| {
+            assert!(!parallel, "one thread asked: never the pool");
+            (0..1000u64).map(|x| x * x).sum::<u64>()
+        });
+        let pooled = run(0, |parallel| {
+            if parallel {
+                (0..1000u64).into_par_iter().map(|x| x * x).sum::<u64>()
+            } else {
+                (0..1000u64).map(|x| x * x).sum::<u64>()
+            }
+        });
+        assert_eq!(serial, pooled);
+    }
+
+    #[test]
+    fn the_pool_belongs_to_this_process() {
+        if let Some(p) = pool() {
+            assert!(p.current_num_threads() >= 1);
+        }
+        let (pid, _) = POOL.get().expect("pool() initialised it");
+        assert_eq!(*pid, std::process::id());
+    }
+}

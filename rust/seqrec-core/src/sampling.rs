@@ -138,6 +138,22 @@ impl AliasTable {
         Ok(AliasTable { prob, alias, p })
     }
 
+    /// The popularity proposal: item i in proportion to `counts[i] ** alpha` (items never counted get
+    /// weight 0; alpha 0 is uniform over the counted items). `counts[0]` is padding and ignored.
+    pub fn from_counts(counts: &[u64], alpha: f64) -> Result<Self> {
+        if !alpha.is_finite() || alpha < 0.0 {
+            return Err(CoreError::BadOption {
+                name: "alpha",
+                message: format!("must be finite and >= 0, got {alpha}"),
+            });
+        }
+        let weights: Vec<f64> = counts
+            .iter()
+            .map(|&c| if c == 0 { 0.0 } else { (c as f64).powf(alpha) })
+            .collect();
+        AliasTable::new(&weights)
+    }
+
     pub fn num_items(&self) -> usize {
         self.prob.len()
     }
