@@ -18,8 +18,9 @@ import statistics
 import time
 from pathlib import Path
 
+from seqrec.data.source import resolve_data_path
+
 from benchmarks.common import RESULTS, write
-from seqrec.data.datamodule import resolve_data_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,18 +67,18 @@ def run_one(name: str, minutes: float, seed: int, out_dir: Path) -> dict | None:
     start = time.perf_counter()
     loggers = json.dumps([
         {"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": str(root)}},
-        {"class_path": "seqrec.tracking.WandbLogger", "init_args": {"save_dir": str(root), "name": f"{name}_seed{seed}"}},
+        {"class_path": "seqrec.train.tracking.WandbLogger", "init_args": {"save_dir": str(root), "name": f"{name}_seed{seed}"}},
     ])
     cli = run(["fit", "--config", str(config), f"--trainer.max_time=00:{hh:02d}:{mm:02d}:00",
                f"--trainer.default_root_dir={root}", f"--trainer.logger={loggers}",
-               "--trainer.enable_progress_bar=false", "--trainer.callbacks+=seqrec.callbacks.TrainingClock",
+               "--trainer.enable_progress_bar=false", "--trainer.callbacks+=seqrec.train.callbacks.TrainingClock",
                f"--seed_everything={seed}", f"--data.seed={seed}"])
     elapsed = (time.perf_counter() - start) / 60
     import wandb
 
     wandb.finish()  # one W&B run per config and seed
     ckpt = cli.trainer.checkpoint_callback
-    from seqrec.callbacks import TrainingClock
+    from seqrec.train.callbacks import TrainingClock
 
     clock = next(c for c in cli.trainer.callbacks if isinstance(c, TrainingClock))
     return {

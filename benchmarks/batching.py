@@ -15,11 +15,11 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from seqrec._core import BatchBuilder, SequenceStore
 
 from benchmarks.baselines import NumpyBatcher, python_loop_batch
 from benchmarks.common import RESULTS, time_it, write
 from benchmarks.shapes import SHAPES, shaped
-from seqrec._core import BatchBuilder, SequenceStore
 
 
 def check_same_batch(offsets, items, num_items, users, max_len) -> None:

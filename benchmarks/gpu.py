@@ -20,7 +20,6 @@ import torch
 
 from benchmarks.common import RESULTS, machine
 
-
 # The recipes measured: the paper's BCE, full CE (chunked above model.ce_chunk items), and the catalogue-scale
 # path (one batch-wide pool of 8,192 uniform items plus the batch's targets, row-sparse item table).
 RECIPES: dict[str, tuple[str, dict, dict]] = {
@@ -33,10 +32,10 @@ RECIPES: dict[str, tuple[str, dict, dict]] = {
 
 def fit(device: str, users: int, items: int, epochs: int, batch_size: int, recipe: str, minutes: float) -> dict:
     import pytorch_lightning as pl
-
-    from seqrec.callbacks import ThroughputMonitor
-    from seqrec.data.datamodule import SeqRecDataModule, SyntheticSpec
-    from seqrec.module import SeqRecModule
+    from seqrec.data.datamodule import SeqRecDataModule
+    from seqrec.data.source import SyntheticSpec
+    from seqrec.train.callbacks import ThroughputMonitor
+    from seqrec.train.module import SeqRecModule
 
     start = time.perf_counter()
     spec = SyntheticSpec(num_users=users, num_items=items, num_clusters=max(items // 100, 2), mean_length=20, seed=0)

@@ -13,9 +13,9 @@ import argparse
 from pathlib import Path
 
 import torch
+from seqrec.evaluate.metrics import target_rank_counts
 
 from benchmarks.common import RESULTS, time_it, write
-from seqrec.metrics import target_rank_counts
 
 
 def main(argv: list[str] | None = None) -> dict:

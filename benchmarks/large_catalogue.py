@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from seqrec.data.interactions import Interactions
 
 from benchmarks.common import RESULTS, write
-from seqrec.data.interactions import Interactions
 
 
 def peak_rss_gib() -> float:
@@ -68,10 +68,9 @@ RECIPES = {
 def one_catalogue(args: argparse.Namespace) -> dict:
     """Trains each recipe ``repeats`` times (interleaved) on one generated catalogue, then evaluates once."""
     import pytorch_lightning as pl
-
-    from seqrec.callbacks import ThroughputMonitor
     from seqrec.data.datamodule import SeqRecDataModule
-    from seqrec.module import SeqRecModule
+    from seqrec.train.callbacks import ThroughputMonitor
+    from seqrec.train.module import SeqRecModule
 
     start = time.perf_counter()
     data = random_walks(args.users, args.items, args.mean_length)

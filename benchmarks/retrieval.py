@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from seqrec.serve.retrieval import HNSWIndex, exact_top_k, recall_at_k
 
 from benchmarks.common import RESULTS, time_it, write
-from seqrec.retrieval import HNSWIndex, exact_top_k, recall_at_k
 
 
 def model_vectors(checkpoint: Path, queries: int) -> tuple[np.ndarray, np.ndarray, str]:
-    from seqrec.data.datamodule import history_batches
-    from seqrec.recommend import Recommender
+    from seqrec.data.batches import history_batches
+    from seqrec.serve.recommend import Recommender
 
     rec = Recommender.from_checkpoint(checkpoint)
     data = rec.histories

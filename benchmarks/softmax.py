@@ -31,8 +31,7 @@ def peak_rss_gib() -> float:
 
 def one(items: int, tokens: int, hidden: int, chunk: int, path: str, repeats: int) -> dict:
     import torch
-
-    from seqrec.losses import chunked_cross_entropy, full_cross_entropy
+    from seqrec.train.losses import chunked_cross_entropy, full_cross_entropy
 
     torch.manual_seed(0)
     h = torch.randn(tokens, hidden, requires_grad=True)
@@ -86,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
                 raise RuntimeError(f"softmax benchmark at {items} items ({path}) failed:\n{done.stderr[-3000:]}")
             rows.append(json.loads(line[len("RESULT "):]))
     lines = [f"# Full softmax CE, one step (loss + backward), {args.tokens} target positions, d={args.hidden}", "",
-             f"`logits`: today's (T, N + 1) logits and F.cross_entropy; `chunked`: `seqrec.losses.chunked_cross_entropy` "
+             f"`logits`: today's (T, N + 1) logits and F.cross_entropy; `chunked`: `seqrec.train.losses.chunked_cross_entropy` "
              f"in chunks of {args.chunk:,} items. Medians of {args.repeats} steps, {rows[0]['threads']} torch "
              "thread(s); peak memory is the step's growth of the process's peak resident set.", "",
              "| items | path | seconds per step | vs logits | peak step memory | loss |", "|---:|---|---:|---:|---:|---:|"]

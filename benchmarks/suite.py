@@ -79,10 +79,10 @@ def lightning_throughput(
     On synthetic data of ``users`` x ``items``, or on the file at ``path`` when given.
     """
     import pytorch_lightning as pl
-
-    from seqrec.callbacks import ThroughputMonitor
-    from seqrec.data.datamodule import SeqRecDataModule, SyntheticSpec
-    from seqrec.module import SeqRecModule
+    from seqrec.data.datamodule import SeqRecDataModule
+    from seqrec.data.source import SyntheticSpec
+    from seqrec.train.callbacks import ThroughputMonitor
+    from seqrec.train.module import SeqRecModule
 
     spec = SyntheticSpec(num_users=users, num_items=items, num_clusters=20, mean_length=20, seed=0)
     dm = SeqRecDataModule(path=path, synthetic=spec, max_len=50, batch_size=128,
@@ -116,8 +116,9 @@ def original_vs_seqrec(users: int, items: int, repeats: int) -> dict[str, float]
 
 def evaluation(users: int, items: int, repeats: int) -> dict[str, float]:
     """Users per second through full-ranking evaluation (scores, exclusions, metrics) of SASRec."""
-    from seqrec.data.datamodule import SeqRecDataModule, SyntheticSpec
-    from seqrec.evaluation import evaluate
+    from seqrec.data.datamodule import SeqRecDataModule
+    from seqrec.data.source import SyntheticSpec
+    from seqrec.evaluate.ranking import evaluate
     from seqrec.models import ModelConfig, SASRec
 
     spec = SyntheticSpec(num_users=users, num_items=items, num_clusters=50, mean_length=10, seed=0)
@@ -165,7 +166,7 @@ def run_suite(suite: str) -> dict[str, Any]:
         if arch == "sasrec":
             figures["training.sasrec_data_wait_fraction"] = t["data_wait_fraction"]
     if suite == "full":  # the shared real datasets, where present
-        from seqrec.data.datamodule import resolve_data_path
+        from seqrec.data.source import resolve_data_path
 
         for name, rel in (("games", "amazon-games/Video.txt"), ("beauty", "amazon-beauty-bert4rec/beauty.txt")):
             try:
@@ -220,7 +221,7 @@ def summary(result: dict[str, Any]) -> str:
 
 
 def plot_history(history: Path = HISTORY, out: Path = RESULTS / "history.png") -> Path:
-    from seqrec.plots import _pyplot
+    from seqrec.evaluate.plots import _pyplot
 
     plt = _pyplot()
     rows = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]

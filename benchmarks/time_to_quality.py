@@ -41,8 +41,8 @@ FRACTIONS = (0.95, 0.99)
 
 
 def run_recipe(config: str, recipe: str, minutes: float, seed: int, out_dir: Path, extra: list[str]) -> dict[str, Any]:
-    from seqrec.callbacks import TrainingClock
     from seqrec.cli import run
+    from seqrec.train.callbacks import TrainingClock
 
     root = out_dir / "runs" / f"ttq_{config}_{recipe}_seed{seed}"
     hh, mm = divmod(int(minutes), 60)
@@ -52,7 +52,7 @@ def run_recipe(config: str, recipe: str, minutes: float, seed: int, out_dir: Pat
     cli = run(["fit", "--config", str(ROOT / "configs" / f"{config}.yaml"), *RECIPES[recipe], *extra,
                f"--trainer.max_time=00:{hh:02d}:{mm:02d}:{ss:02d}", f"--trainer.default_root_dir={root}",
                f"--trainer.logger={logger}", "--trainer.enable_progress_bar=false",
-               "--trainer.callbacks+=seqrec.callbacks.TrainingClock",
+               "--trainer.callbacks+=seqrec.train.callbacks.TrainingClock",
                f"--seed_everything={seed}", f"--data.seed={seed}"])
     clock = next(c for c in cli.trainer.callbacks if isinstance(c, TrainingClock))
     stopper = cli.trainer.early_stopping_callback

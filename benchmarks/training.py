@@ -14,19 +14,20 @@ time spent waiting for batches, and validation NDCG@10 (full ranking) after the 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+from seqrec.data.datamodule import SeqRecDataModule
+from seqrec.data.source import SyntheticSpec
+from seqrec.evaluate.ranking import evaluate
+from seqrec.models.sasrec import SASRec, SASRecConfig
+from seqrec.train.losses import bce_sampled
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from benchmarks.baselines import python_loop_batch
 from benchmarks.common import RESULTS, write
-from seqrec.data.datamodule import SeqRecDataModule, SyntheticSpec
-from seqrec.evaluation import evaluate
-from seqrec.losses import bce_sampled
-from seqrec.models.sasrec import SASRec, SASRecConfig
 
 
 class OriginalSampler(IterableDataset):

@@ -2,12 +2,28 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 import pytest
-
+import torch
 from seqrec.data.synthetic import make_synthetic
 
 FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).resolve().parents[1]
+
+# The tiny synthetic settings every end-to-end CLI test trains with (seconds on one CPU thread).
+TINY_ARGS = [
+    "--data.synthetic.num_users=300",
+    "--data.synthetic.num_items=120",
+    "--data.synthetic.num_clusters=6",
+    "--data.synthetic.mean_length=12",
+    "--data.eval_batch_size=128",
+    "--model.hidden_size=16",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny() -> list[str]:
+    """Command-line overrides that shrink configs/sasrec_synthetic.yaml to a tiny run."""
+    return list(TINY_ARGS)
 
 
 @pytest.fixture(scope="session")
@@ -19,6 +35,20 @@ def fixtures() -> Path:
 def small_synthetic():
     """A small synthetic dataset shared by tests that only read it."""
     return make_synthetic(num_users=400, num_items=150, num_clusters=6, mean_length=12.0, seed=3)
+
+
+@pytest.fixture(scope="module")
+def data():
+    """The engine tests' synthetic dataset: 300 users over 90 items (small enough to reason about by hand)."""
+    return make_synthetic(num_users=300, num_items=90, num_clusters=5, mean_length=14.0, seed=8)
+
+
+@pytest.fixture(scope="module")
+def store(data):
+    """``data`` as the native engine's sequence store."""
+    from seqrec._core import SequenceStore
+
+    return SequenceStore(data.offsets, data.items, data.num_items)
 
 
 @pytest.fixture()

@@ -1,31 +1,35 @@
 """Type stub of the native module built from rust/seqrec-py (the engine itself is rust/seqrec-core)."""
 
-from typing import Iterator, Literal
+from typing import Iterator, Literal, final
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import Self
 
+__all__ = ["SequenceStore", "BatchBuilder", "EpochIterator", "__version__"]
 __version__: str
 
-I64 = npt.NDArray[np.int64]
+_I64 = npt.NDArray[np.int64]
 
+@final
 class SequenceStore:
     """Per-user item sequences (CSR: int64 offsets, int32 items in 1..num_items), validated and copied once."""
 
-    def __init__(self, offsets: I64, items: npt.NDArray[np.int32], num_items: int) -> None: ...
+    def __new__(cls, offsets: _I64, items: npt.NDArray[np.int32], num_items: int) -> Self: ...
     @property
     def num_users(self) -> int: ...
     @property
     def num_items(self) -> int: ...
     @property
     def num_interactions(self) -> int: ...
-    def item_counts(self) -> I64:
+    def item_counts(self) -> _I64:
         """Interactions per item, shape (num_items + 1,)."""
-    def uniform_negatives(self, users: I64, n: int, seed: int = 0) -> I64:
+    def uniform_negatives(self, users: _I64, n: int, seed: int = 0) -> _I64:
         """(B, n) items drawn uniformly with replacement from each user's unseen items."""
-    def popularity_negatives(self, users: I64, n: int, seed: int = 0, alpha: float = 1.0) -> I64:
+    def popularity_negatives(self, users: _I64, n: int, seed: int = 0, alpha: float = 1.0) -> _I64:
         """(B, n) items drawn by item_counts ** alpha, with replacement, from each user's unseen items."""
 
+@final
 class BatchBuilder:
     """Builds SASRec or BERT4Rec training batches with a negative sampler.
 
@@ -42,8 +46,8 @@ class BatchBuilder:
     also reports which pool items each row's user has in their history.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         store: SequenceStore,
         max_len: int,
         *,
@@ -61,7 +65,7 @@ class BatchBuilder:
         pool_size: int = 0,
         pool_in_batch: bool = False,
         pool_mask_history: bool = False,
-    ) -> None: ...
+    ) -> Self: ...
     @property
     def num_negatives(self) -> int: ...
     @property
@@ -69,9 +73,9 @@ class BatchBuilder:
     @property
     def mask_token(self) -> int | None:
         """The token BERT4Rec batches mask with (num_items + 1 unless given); None for SASRec batches."""
-    def segments(self, users: I64, stride: int = 0) -> tuple[I64, I64]:
+    def segments(self, users: _I64, stride: int = 0) -> tuple[_I64, _I64]:
         """(users, ends) of the training sequences; with stride > 0, windows every stride items back."""
-    def build(self, users: I64, ends: I64 | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    def build(self, users: _I64, ends: _I64 | None = None, seed: int = 0) -> dict[str, np.ndarray]:
         """One batch: users and ends (B,) (row r covers the first ends[r] items of users[r]), inputs and
         targets (B, W) int64; with a sampler also negatives (B, S, K) int64, negatives_logq (B, S, K) and
         targets_logq (B, W) float32, S = W or 1 when shared. With a pool: pool (P,) sorted distinct int64
@@ -80,8 +84,8 @@ class BatchBuilder:
         pool_hit_rows / pool_hit_cols (H,) int64 (row, pool index) of history items (empty unless masking)."""
     def epoch(
         self,
-        users: I64,
-        ends: I64,
+        users: _I64,
+        ends: _I64,
         batch_size: int,
         seed: int,
         epoch: int,
@@ -98,8 +102,8 @@ class BatchBuilder:
         ``world > 1``, only rank ``rank``'s share: every ``world``-th batch, equally many on every rank."""
     def num_batches(
         self,
-        users: I64,
-        ends: I64,
+        users: _I64,
+        ends: _I64,
         batch_size: int,
         seed: int,
         epoch: int,
@@ -112,8 +116,8 @@ class BatchBuilder:
         """How many batches ``epoch`` yields with the same arguments."""
     def loss_scale(
         self,
-        users: I64,
-        ends: I64,
+        users: _I64,
+        ends: _I64,
         batch_size: int,
         seed: int,
         epoch: int,
@@ -123,6 +127,7 @@ class BatchBuilder:
     ) -> float:
         """One over the expected training targets of an average batch of the epoch (all ranks together)."""
 
+@final
 class EpochIterator(Iterator[dict[str, np.ndarray]]):
     """One epoch's batches, built ahead on a background thread."""
 

@@ -2,209 +2,28 @@
 
 from __future__ import annotations
 
-import os
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader
 
 from seqrec._core import BatchBuilder, SequenceStore
+from seqrec.data.batches import FixedBatches, TrainBatches, derive_seed, history_batches
+from seqrec.data.description import DatasetInfo
 from seqrec.data.features import (
     NUM_TIME_BUCKETS,
     ItemAttributes,
-    attach_user_line_times,
     gather_prefix,
     load_item_attributes,
     time_gap_buckets,
 )
 from seqrec.data.interactions import Interactions
-from seqrec.data.loaders import load
+from seqrec.data.source import SyntheticSpec, load_source, resolve_data_path
 from seqrec.data.split import LeaveOneOut, TimeSplit
-from seqrec.data.synthetic import make_synthetic
-
-DATA_DIR_ENV = "SEQREC_DATA_DIR"
-DEFAULT_DATA_DIR = "../shared/data"
-
-
-@dataclass
-class SyntheticSpec:
-    """Parameters of the built-in synthetic dataset (see ``seqrec.data.synthetic.make_synthetic``)."""
-
-    num_users: int = 6000
-    num_items: int = 2000
-    num_clusters: int = 25
-    mean_length: float = 20.0
-    follow_prob: float = 0.75
-    seed: int = 0
-
-
-def resolve_data_path(path: str) -> Path:
-    """Expands ``$SEQREC_DATA_DIR`` (default ``../shared/data``) and other environment variables in ``path``."""
-    env = dict(os.environ)
-    env.setdefault(DATA_DIR_ENV, DEFAULT_DATA_DIR)
-    for name in (DATA_DIR_ENV, "{" + DATA_DIR_ENV + "}"):
-        path = path.replace("$" + name, env[DATA_DIR_ENV])
-    resolved = Path(os.path.expanduser(os.path.expandvars(path)))
-    if not resolved.exists():
-        raise FileNotFoundError(
-            f"{resolved}: no such data file (set {DATA_DIR_ENV} to the folder holding the datasets, "
-            f"or give an absolute path)"
-        )
-    return resolved
-
-
-def load_source(source: dict[str, Any]) -> Interactions:
-    """Interactions described by ``SeqRecDataModule.source()``: a file (and times file), or synthetic data."""
-    if source.get("path") is None:
-        return make_synthetic(**source.get("synthetic", {}))
-    path = resolve_data_path(source["path"])
-    fmt = source.get("format", "auto")
-    if fmt in ("csv", "parquet") or (fmt == "auto" and path.suffix in (".csv", ".tsv", ".parquet")):
-        user_col, item_col, time_col = source.get("columns", ("user_id", "item_id", "timestamp"))
-        data = load(path, fmt, user_col=user_col, item_col=item_col, time_col=time_col)
-    else:
-        data = load(path, fmt)
-    if source.get("timestamps") is not None:
-        data = attach_user_line_times(data, resolve_data_path(source["timestamps"]))
-    return data
-
-
-def derive_seed(*parts: int) -> int:
-    """A 64-bit seed from integers (seed, epoch, batch): stable across runs and platforms."""
-    return int(np.random.SeedSequence(list(parts)).generate_state(1, dtype=np.uint64)[0])
-
-
-class TrainBatches(IterableDataset):
-    """Training batches of one epoch, built by the native engine on its own background thread.
-
-    The batch order of epoch e depends only on (seed, e), and each batch's sampling on (seed, e, batch),
-    so a seed fixes every batch whatever the number of threads. Use it with ``DataLoader(batch_size=None,
-    num_workers=0)``: the engine already builds ahead in parallel, and worker processes would only copy it.
-
-    Each batch carries ``loss_scale``, one over the targets of an average batch of the epoch: the model's
-    loss is the sum over targets times it (see ``SeqRecModule``).
-    """
-
-    def __init__(
-        self,
-        builder: BatchBuilder,
-        users: np.ndarray,
-        ends: np.ndarray,
-        batch_size: int,
-        seed: int,
-        epoch: Callable[[], int],
-        bucket: bool = True,
-        prefetch: int = 8,
-        max_tokens: int = 0,
-        extra: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
-        rank: int = 0,
-        world: int = 1,
-    ):
-        self.builder = builder
-        self.users = users
-        self.ends = ends
-        self.batch_size = batch_size
-        self.seed = seed
-        self.epoch = epoch
-        self.bucket = bucket
-        self.prefetch = prefetch
-        self.max_tokens = max_tokens
-        self.extra = extra  # adds per-batch side inputs (time buckets) computed from users, ends and inputs
-        self.rank, self.world = rank, world  # data-parallel: this process trains every world-th batch
-        self.fetch_seconds = 0.0  # time the consumer waited for batches this epoch (read by ThroughputMonitor)
-        self.num_batches = builder.num_batches(users, ends, batch_size, seed, 0, bucket=bucket, max_tokens=max_tokens,
-                                               rank=rank, world=world)
-        # One over the targets of an average batch of the whole epoch (the same on every rank), from the plan.
-        scale = builder.loss_scale(users, ends, batch_size, seed, 0, bucket=bucket, max_tokens=max_tokens)
-        self.loss_scale = torch.tensor(scale, dtype=torch.float32)
-
-    def __len__(self) -> int:
-        return self.num_batches
-
-    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        batches = self.builder.epoch(
-            self.users, self.ends, self.batch_size, self.seed, self.epoch(), bucket=self.bucket,
-            prefetch=self.prefetch, max_tokens=self.max_tokens, rank=self.rank, world=self.world,
-        )
-        self.fetch_seconds = 0.0
-        it = iter(batches)
-        while True:
-            start = time.perf_counter()
-            batch = next(it, None)
-            if batch is None:
-                return
-            if self.extra is not None:
-                batch.update(self.extra(batch))
-            out = {name: torch.from_numpy(array) for name, array in batch.items()}
-            out["loss_scale"] = self.loss_scale
-            self.fetch_seconds += time.perf_counter() - start
-            yield out
-
-
-class FixedBatches(IterableDataset):
-    """Ready-made batches, as an iterable: Lightning adds no distributed sampler to it (the data module
-    already gave each rank its own users), so no user is dropped or evaluated twice."""
-
-    def __init__(self, batches: list[dict[str, torch.Tensor]]):
-        self.batches = batches
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        return iter(self.batches)
-
-
-def left_pad(offsets: np.ndarray, items: np.ndarray, users: np.ndarray, max_len: int) -> np.ndarray:
-    """(B, max_len) int64: the last ``max_len`` items of each user's sequence, left-padded with 0."""
-    out = np.zeros((users.size, max_len), dtype=np.int64)
-    for row, u in enumerate(users):
-        seq = items[offsets[u] : offsets[u + 1]][-max_len:]
-        if seq.size:
-            out[row, max_len - seq.size :] = seq
-    return out
-
-
-def history_batches(
-    offsets: np.ndarray,
-    items: np.ndarray,
-    users: np.ndarray,
-    max_len: int,
-    batch_size: int,
-    time_buckets: np.ndarray | None = None,
-    time_offsets: np.ndarray | None = None,
-) -> list[dict[str, torch.Tensor]]:
-    """Batches of users with their whole history in ``(offsets, items)``, to score what comes next.
-
-    Each holds ``users``, ``inputs`` (the last ``max_len`` items, left-padded), the (row, item) pairs of
-    the whole history (``history_rows``, ``history_items``: what full ranking excludes), and with
-    ``time_buckets`` (per interaction, laid out by ``time_offsets``, default ``offsets``; histories
-    must be prefixes there) the matching ``time_inputs``.
-    """
-    inputs = left_pad(offsets, items, users, max_len)
-    batches = []
-    for start in range(0, users.size, batch_size):
-        sl = slice(start, start + batch_size)
-        bu = users[sl]
-        lengths = offsets[bu + 1] - offsets[bu]
-        rows = np.repeat(np.arange(bu.size), lengths)
-        hist = np.concatenate([items[offsets[u] : offsets[u + 1]] for u in bu]).astype(np.int64)
-        batch = {
-            "users": torch.from_numpy(bu),
-            "inputs": torch.from_numpy(inputs[sl]),
-            "history_rows": torch.from_numpy(rows),
-            "history_items": torch.from_numpy(hist),
-        }
-        if time_buckets is not None:
-            where = offsets if time_offsets is None else time_offsets
-            batch["time_inputs"] = torch.from_numpy(gather_prefix(time_buckets, where, bu, lengths, max_len, 0, inputs[sl]))
-        batches.append(batch)
-    return batches
 
 
 class SeqRecDataModule(pl.LightningDataModule):
@@ -385,6 +204,7 @@ class SeqRecDataModule(pl.LightningDataModule):
             else TimeSplit.from_interactions(self.interactions, *self.split_times)
         )
         self._eval_batches: dict[str, list[dict[str, torch.Tensor]]] = {}
+        self._info: DatasetInfo | None = None
         self._builder: BatchBuilder | None = None
         self.train_batches: TrainBatches | None = None
 
@@ -432,6 +252,24 @@ class SeqRecDataModule(pl.LightningDataModule):
     @property
     def dataset_name(self) -> str:
         return "synthetic" if self.path is None else Path(self.path).name
+
+    @property
+    def info(self) -> DatasetInfo:
+        """The frozen description of this dataset that the model receives (built once)."""
+        if self._info is None:
+            self._info = DatasetInfo(
+                name=self.dataset_name,
+                split=self.split_name,
+                num_items=self.num_items,
+                raw_item_ids=self.interactions.raw_item_ids,
+                raw_user_ids=self.interactions.raw_user_ids,
+                source=self.source(),
+                train_item_counts=self.split.train_item_counts(),
+                attributes=None if self.attributes is None else self.attributes.table,
+                sampled_eval=self.sampled_eval,
+                num_sampled=self.num_sampled,
+            )
+        return self._info
 
     def item_popularity(self) -> torch.Tensor:
         """Training interactions per item, (num_items + 1,): the popularity baseline's scores."""

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from seqrec.data.errors import DataFormatError
 from seqrec.data.interactions import Interactions
-from seqrec.data.loaders import DataFormatError, _int, _read_lines
+from seqrec.data.text import parse_int, read_lines
 
 # Time gaps fall into log2 buckets of days: 0 is padding, 1 the user's first interaction, then
 # 2 + floor(log2(1 + gap_days)), so same day, 1 day, 2-3 days, 4-7 days, ... up to the last bucket.
@@ -127,11 +128,11 @@ def attach_user_line_times(interactions: Interactions, path: str | os.PathLike[s
     users = {raw: u for u, raw in enumerate(interactions.raw_user_ids.tolist())}
     lengths = interactions.lengths
     out = np.full(interactions.num_interactions, -1, dtype=np.int64)
-    for lineno, line in enumerate(_read_lines(path), 1):
+    for lineno, line in enumerate(read_lines(path), 1):
         parts = line.split()
         if not parts:
             continue
-        raw = _int(parts[0], path, lineno, "user id")
+        raw = parse_int(parts[0], path, lineno, "user id")
         u = users.get(raw)
         if u is None:
             raise DataFormatError(f"{path}:{lineno}: user {raw} is not in {interactions.source}")
@@ -140,7 +141,7 @@ def attach_user_line_times(interactions: Interactions, path: str | os.PathLike[s
                 f"{path}:{lineno}: user {raw} has {len(parts) - 1} times but {lengths[u]} items in {interactions.source}"
             )
         start = interactions.offsets[u]
-        out[start : start + lengths[u]] = [_int(t, path, lineno, "timestamp") for t in parts[1:]]
+        out[start : start + lengths[u]] = [parse_int(t, path, lineno, "timestamp") for t in parts[1:]]
     if (out < 0).any():
         first = int(np.searchsorted(interactions.offsets, int(np.flatnonzero(out < 0)[0]), side="right") - 1)
         raise DataFormatError(f"{path}: no times for user {interactions.raw_user_ids[first].item()!r}")

@@ -7,36 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
+from seqrec.data.errors import DataFormatError
 from seqrec.data.interactions import Interactions
+from seqrec.data.prepared import load_prepared
+from seqrec.data.text import parse_int, read_lines
 
 FORMATS = ("auto", "sasrec", "user_lines", "movielens", "csv", "parquet", "prepared")
-
-
-class DataFormatError(ValueError):
-    """Malformed input: the message names the file and, where there is one, the line."""
-
-
-def _read_lines(path: Path) -> list[str]:
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    try:
-        text = path.read_text()
-    except UnicodeDecodeError as e:
-        raise DataFormatError(f"{path}: not a UTF-8 text file ({e})") from None
-    lines = text.splitlines()
-    if not any(line.strip() for line in lines):
-        raise DataFormatError(f"{path}: the file is empty")
-    return lines
-
-
-def _int(token: str, path: Path, lineno: int, what: str) -> int:
-    try:
-        value = int(token)
-    except ValueError:
-        raise DataFormatError(f"{path}:{lineno}: {what} {token!r} is not an integer") from None
-    if value < 0:
-        raise DataFormatError(f"{path}:{lineno}: {what} {value} is negative")
-    return value
 
 
 def load_sasrec(path: str | os.PathLike[str]) -> Interactions:
@@ -44,14 +20,14 @@ def load_sasrec(path: str | os.PathLike[str]) -> Interactions:
     path = Path(path)
     users: list[int] = []
     items: list[int] = []
-    for lineno, line in enumerate(_read_lines(path), 1):
+    for lineno, line in enumerate(read_lines(path), 1):
         parts = line.split()
         if not parts:
             continue
         if len(parts) != 2:
             raise DataFormatError(f"{path}:{lineno}: expected 2 columns 'user item', got {len(parts)}: {line!r}")
-        users.append(_int(parts[0], path, lineno, "user id"))
-        items.append(_int(parts[1], path, lineno, "item id"))
+        users.append(parse_int(parts[0], path, lineno, "user id"))
+        items.append(parse_int(parts[1], path, lineno, "item id"))
     return Interactions.from_arrays(np.array(users), np.array(items), source=str(path))
 
 
@@ -61,18 +37,18 @@ def load_user_lines(path: str | os.PathLike[str]) -> Interactions:
     users: list[int] = []
     items: list[int] = []
     seen: dict[int, int] = {}
-    for lineno, line in enumerate(_read_lines(path), 1):
+    for lineno, line in enumerate(read_lines(path), 1):
         parts = line.split()
         if not parts:
             continue
         if len(parts) < 2:
             raise DataFormatError(f"{path}:{lineno}: expected 'user item1 item2 ...', got {line!r}")
-        user = _int(parts[0], path, lineno, "user id")
+        user = parse_int(parts[0], path, lineno, "user id")
         if user in seen:
             raise DataFormatError(f"{path}:{lineno}: user {user} already appeared on line {seen[user]}")
         seen[user] = lineno
         users.extend([user] * (len(parts) - 1))
-        items.extend(_int(t, path, lineno, "item id") for t in parts[1:])
+        items.extend(parse_int(t, path, lineno, "item id") for t in parts[1:])
     return Interactions.from_arrays(np.array(users), np.array(items), source=str(path))
 
 
@@ -80,7 +56,7 @@ def load_movielens(path: str | os.PathLike[str]) -> Interactions:
     """MovieLens ``ratings.dat``: ``user::item::rating::timestamp``, ordered by timestamp per user."""
     path = Path(path)
     rows: list[tuple[int, int, int]] = []
-    for lineno, line in enumerate(_read_lines(path), 1):
+    for lineno, line in enumerate(read_lines(path), 1):
         if not line.strip():
             continue
         parts = line.strip().split("::")
@@ -90,9 +66,9 @@ def load_movielens(path: str | os.PathLike[str]) -> Interactions:
             )
         rows.append(
             (
-                _int(parts[0], path, lineno, "user id"),
-                _int(parts[1], path, lineno, "item id"),
-                _int(parts[3], path, lineno, "timestamp"),
+                parse_int(parts[0], path, lineno, "user id"),
+                parse_int(parts[1], path, lineno, "item id"),
+                parse_int(parts[3], path, lineno, "timestamp"),
             )
         )
     arr = np.array(rows, dtype=np.int64)
@@ -181,7 +157,5 @@ def load(path: str | os.PathLike[str], format: str = "auto", **table_kwargs: str
     if format == "movielens":
         return load_movielens(path)
     if format == "prepared":
-        from seqrec.data.prepared import load_prepared  # it imports this module
-
         return load_prepared(path)
     return load_table(path, **table_kwargs)  # type: ignore[arg-type]

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from seqrec.data.errors import DataFormatError
 from seqrec.data.interactions import Interactions
-from seqrec.data.loaders import DataFormatError
 
 FORMAT_VERSION = 1
 META = "meta.json"

@@ -149,7 +149,7 @@ class ModelConfig:
     num_attributes: int = 0  # > 0: item attributes (ids 1..num_attributes) join the input embeddings
     max_attributes: int = 0  # attribute slots per item in the attribute table
     num_time_buckets: int = 0  # > 0: an embedding of the time gap bucket joins the input embeddings
-    sparse_embeddings: bool = False  # item tables get row-sparse gradients (see seqrec.optim.LazyAdam)
+    sparse_embeddings: bool = False  # item tables get row-sparse gradients (see seqrec.train.optim.LazyAdam)
 
 
 class NextItemModel(nn.Module):
@@ -244,6 +244,14 @@ class NextItemModel(nn.Module):
     def forward(self, seq: torch.Tensor, time_buckets: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L) left-padded token ids (and their time-gap buckets) -> (B, L, D) hidden states."""
         return self.encoder(seq, self.side_embeddings(seq, time_buckets))
+
+    def query(self, inputs: torch.Tensor, time_inputs: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) left-padded histories (and their time buckets) -> (B, D): what scores each user's next item.
+
+        The one definition used by training's evaluation, recommendations and the exported scorer. Here the
+        hidden state of the most recent position (left padding puts it last); BERT4Rec appends its mask.
+        """
+        return self(inputs, time_inputs)[:, -1]
 
     @property
     def item_embeddings(self) -> torch.Tensor:

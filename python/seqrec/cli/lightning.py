@@ -1,0 +1,104 @@
+"""LightningCLI over ``SeqRecModule`` and ``SeqRecDataModule``: ``seqrec fit|validate|test|predict``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+
+from seqrec.data.datamodule import SeqRecDataModule
+from seqrec.evaluate.test_report import TestReport
+from seqrec.train.module import SeqRecModule
+
+
+class SeqRecCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.max_len", "model.max_len")
+        parser.link_arguments("model.architecture", "data.task")
+        parser.link_arguments("data.num_items", "model.num_items", apply_on="instantiate")
+        parser.link_arguments("data.num_attributes", "model.num_attributes", apply_on="instantiate")
+        parser.link_arguments("data.max_attributes", "model.max_attributes", apply_on="instantiate")
+        parser.link_arguments("data.num_time_buckets", "model.num_time_buckets", apply_on="instantiate")
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=True,
+            help="After fit, evaluate the best checkpoint on the test split and print the results table.",
+        )
+        parser.add_argument("--predict_k", type=int, default=10, help="seqrec predict: recommendations per user.")
+        parser.add_argument("--predict_output", type=str, default="recommendations.csv",
+                            help="seqrec predict: where the top-k go (.csv or .parquet).")
+
+    def before_instantiate_classes(self) -> None:
+        # A progress bar redrawn into a log file (CI, nohup) is noise: without a terminal, show none unless
+        # the config or command line asked for one.
+        trainer = self.config[self.subcommand].get("trainer") if self.subcommand else self.config.get("trainer")
+        if trainer is not None and trainer.get("enable_progress_bar") is None and not sys.stdout.isatty():
+            trainer["enable_progress_bar"] = False
+
+    def before_predict(self) -> None:
+        from seqrec.serve.predictions import RecommendationWriter
+
+        config = self.config[self.subcommand]
+        # With --ckpt_path, LightningCLI takes the model's hyperparameters from the checkpoint, whatever the
+        # command line says of model.*: k is given to the model here, explicitly, instead.
+        if config["predict_k"] < 1:
+            raise ValueError(f"predict_k must be positive, got {config['predict_k']}")
+        self.model.hparams.predict_k = config["predict_k"]
+        self.trainer.callbacks.append(RecommendationWriter(config["predict_output"]))
+
+    def _add_test_report(self) -> None:
+        # Tables, per-user rows and the results file of a test pass (the module itself only computes metrics).
+        if not any(isinstance(c, TestReport) for c in self.trainer.callbacks):
+            self.trainer.callbacks.append(TestReport())
+
+    def before_test(self) -> None:
+        self._add_test_report()
+
+    def before_fit(self) -> None:
+        self._add_test_report()
+        stats = self.datamodule.stats()
+        print("Dataset " + self.datamodule.dataset_name + ": " + ", ".join(f"{k}={_fmt(v)}" for k, v in stats.items()))
+        for logger in self.trainer.loggers:
+            logger.log_hyperparams({"dataset": {"name": self.datamodule.dataset_name, **stats}})
+
+    def after_fit(self) -> None:
+        ckpt = self.trainer.checkpoint_callback
+        has_best = ckpt is not None and getattr(ckpt, "best_model_path", "")
+        if has_best and self.trainer.is_global_zero:  # one process links (ranks racing on it could fail)
+            link = link_best(Path(ckpt.best_model_path), Path(self.trainer.default_root_dir))
+            print(f"best checkpoint: {ckpt.best_model_path} (also {link})")
+        if not self.config[self.subcommand].get("test_after_fit", True):
+            return
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if has_best else None)
+
+
+def link_best(best: Path, root: Path) -> Path:
+    """Points ``root/best.ckpt`` at the run's best checkpoint: a path that does not change between runs."""
+    link = root / "best.ckpt"
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / ".best.ckpt.tmp"
+    tmp.unlink(missing_ok=True)
+    try:
+        tmp.symlink_to(os.path.relpath(best.resolve(), root.resolve()))
+    except OSError:  # no symlinks here (some Windows setups): a copy
+        shutil.copyfile(best, tmp)
+    os.replace(tmp, link)
+    return link
+
+
+def _fmt(v: object) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def run(args: list[str] | None = None) -> SeqRecCLI:
+    """Runs the CLI with ``args`` (default: the command line) and returns it, for tests and notebooks."""
+    return SeqRecCLI(
+        SeqRecModule,
+        SeqRecDataModule,
+        save_config_kwargs={"overwrite": True},
+        args=args if args is not None else sys.argv[1:],
+    )

@@ -1,0 +1,1 @@
+"""Evaluation: ranking metrics and protocols, beyond-accuracy metrics, intervals, per-user analysis, tables and plots."""

@@ -1,0 +1,1 @@
+"""After training: recommendations from a checkpoint, export and retrieval."""

@@ -1,0 +1,1 @@
+"""Training: the LightningModule, its losses and optimiser, callbacks and experiment tracking."""

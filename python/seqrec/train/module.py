@@ -1,0 +1,393 @@
+"""The LightningModule: losses, evaluation protocols and optimiser around a sequence encoder."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+
+from seqrec.data.description import DatasetInfo, catalogue_from_checkpoint
+from seqrec.evaluate.ranking import batch_metrics, chunked_batch_metrics, masked_top_k
+from seqrec.evaluate.totals import MetricTotals
+from seqrec.models import BERT4Rec, ModelConfig, SASRec
+from seqrec.train.losses import (
+    bce_sampled,
+    chunked_cross_entropy,
+    full_cross_entropy,
+    gbce,
+    pool_softmax,
+    sampled_softmax,
+)
+from seqrec.train.optim import LazyAdam
+
+SAMPLED_LOSSES = ("bce", "sampled_softmax", "gbce")
+LOSSES = (*SAMPLED_LOSSES, "ce")
+
+
+class SeqRecModule(pl.LightningModule):
+    """A SASRec or BERT4Rec model, its loss and optimiser, evaluated by full ranking (and optionally sampled).
+
+    Parameters
+    ----------
+    architecture : str
+        ``sasrec`` (causal, next item) or ``bert4rec`` (bidirectional, cloze); the CLI passes it on to the
+        data module, whose engine builds the matching batches.
+    num_items : int
+        Catalogue size; linked from the data module by the CLI.
+    max_len : int
+        Longest input sequence; linked from the data module.
+    hidden_size, num_blocks, num_heads, dropout : int, int, int, float
+        Transformer size.
+    norm_first : bool
+        Pre-LN blocks (True) or the original post-LN blocks (False).
+    separate_output : bool
+        Score with an output item table of its own (gSASRec) instead of the input embeddings.
+    loss : str
+        ``bce``: binary cross-entropy with the batch's sampled negatives (the SASRec paper);
+        ``sampled_softmax``: softmax over the positive and its negatives, with logQ correction;
+        ``gbce``: gSASRec's generalised BCE with calibration ``gbce_t``;
+        ``ce``: softmax cross-entropy over the whole catalogue.
+    gbce_t : float
+        gBCE calibration in [0, 1] (0 is plain BCE).
+    logq_correction : bool
+        Subtract the sampler's log-probabilities in ``sampled_softmax``.
+    optimizer : str
+        ``adam`` or ``adamw``.
+    lr, weight_decay, betas : float, float, tuple
+        Optimiser settings.
+    ks : list of int
+        Cut-offs of HR@k, NDCG@k and MRR@k.
+    exclude_seen : bool
+        Exclude items the user already interacted with from the full ranking (the usual protocol).
+    num_attributes, max_attributes : int
+        Item attributes as extra input embeddings (mean of the item's attribute embeddings); linked from
+        the data module's ``item_features`` by the CLI (0: none).
+    num_time_buckets : int
+        Time-gap buckets as an extra input embedding (SASRec only); linked from ``data.time_features``.
+    eval_chunk : int
+        Catalogues of more items than this are ranked in chunks of this many items at evaluation, so memory
+        stays at eval_batch_size x eval_chunk scores however large the catalogue.
+    ce_chunk : int
+        ``ce`` over catalogues of more items than this is computed this many items at a time (a chunked
+        softmax whose backward recomputes each chunk), so no (targets x catalogue) tensor is ever held.
+    predict_k : int
+        Recommendations per user in ``predict`` (``seqrec predict --predict_k K`` sets it).
+    sparse_embeddings : bool
+        Item tables get row-sparse gradients and the optimiser (``seqrec.train.optim.LazyAdam``) updates only the
+        rows a batch touched: a step then costs the batch's items, not the catalogue. For sampled losses
+        (with a full softmax every row is touched each step, so it is refused there).
+    """
+
+    def __init__(
+        self,
+        architecture: Literal["sasrec", "bert4rec"] = "sasrec",
+        num_items: int = 0,
+        max_len: int = 50,
+        hidden_size: int = 64,
+        num_blocks: int = 2,
+        num_heads: int = 1,
+        dropout: float = 0.2,
+        norm_first: bool = True,
+        separate_output: bool = False,
+        loss: Literal["bce", "sampled_softmax", "gbce", "ce"] = "ce",
+        gbce_t: float = 0.75,
+        logq_correction: bool = True,
+        optimizer: Literal["adam", "adamw"] = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.98),
+        ks: list[int] = [10],  # noqa: B006 (jsonargparse needs a literal default)
+        exclude_seen: bool = True,
+        num_attributes: int = 0,
+        max_attributes: int = 0,
+        num_time_buckets: int = 0,
+        eval_chunk: int = 262_144,
+        ce_chunk: int = 65_536,
+        sparse_embeddings: bool = False,
+        predict_k: int = 10,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        if architecture not in ("sasrec", "bert4rec"):
+            raise ValueError(f"architecture must be 'sasrec' or 'bert4rec', got {architecture!r}")
+        if num_time_buckets and architecture == "bert4rec":
+            raise ValueError("time features are for SASRec: BERT4Rec's appended mask has no time to embed")
+        if eval_chunk < 1 or ce_chunk < 1:
+            raise ValueError(f"eval_chunk and ce_chunk must be positive, got {eval_chunk} and {ce_chunk}")
+        if sparse_embeddings and loss == "ce":
+            raise ValueError("sparse_embeddings: the full softmax (loss 'ce') touches every item row each step, "
+                             "so sparse updates only add cost; use a sampled loss (sampled_softmax with "
+                             "data.negative_pool) or turn sparse_embeddings off")
+        if predict_k < 1:
+            raise ValueError(f"predict_k must be positive, got {predict_k}")
+        if not ks or min(ks) < 1:
+            raise ValueError(f"ks must be positive cut-offs, got {ks}")
+        config = ModelConfig(
+            num_items=num_items,
+            max_len=max_len,
+            hidden_size=hidden_size,
+            num_blocks=num_blocks,
+            num_heads=num_heads,
+            dropout=dropout,
+            norm_first=norm_first,
+            separate_output=separate_output,
+            num_attributes=num_attributes,
+            max_attributes=max_attributes,
+            num_time_buckets=num_time_buckets,
+            sparse_embeddings=sparse_embeddings,
+        )
+        self.model = BERT4Rec(config) if architecture == "bert4rec" else SASRec(config)
+        self.loss_name = loss
+        self.ks = list(ks)
+        self.exclude_seen = exclude_seen
+        self.register_buffer("popularity", torch.zeros(num_items + 1), persistent=False)
+        self.dataset: DatasetInfo | None = None  # what the data module describes (attach_dataset)
+        self.catalogue: dict[str, Any] | None = None  # the stored description of a loaded checkpoint
+        self._totals = MetricTotals()
+        self._baseline: dict[str, dict[str, float]] = {}  # popularity metrics of a stage, once computed
+        self.evaluated: dict[str, int] = {}  # users evaluated in the last pass of each stage, all ranks
+        self.results: dict[str, dict[str, float]] = {}
+
+    # training -------------------------------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        # The one place the model meets the data module: its frozen description, once per stage.
+        info = getattr(getattr(self.trainer, "datamodule", None), "info", None)
+        if isinstance(info, DatasetInfo):
+            self.attach_dataset(info, set_attributes=stage == "fit")
+
+    def attach_dataset(self, info: DatasetInfo, set_attributes: bool = True) -> None:
+        """Takes what the model needs of the dataset: the catalogue, popularity, and the attribute table."""
+        if info.num_items != self.hparams.num_items:
+            raise ValueError(f"the data has {info.num_items} items, the model {self.hparams.num_items}")
+        self.dataset = info
+        self.popularity.copy_(torch.as_tensor(info.train_item_counts).to(self.popularity))
+        if info.attributes is not None and self.hparams.num_attributes and set_attributes:
+            self.model.set_item_attributes(torch.from_numpy(info.attributes))
+
+    def forward(self, inputs: torch.Tensor, time_inputs: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model(inputs, time_inputs)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        inputs, targets = batch["inputs"], batch["targets"]
+        hidden = self.model(inputs, batch.get("time_inputs"))  # (B, L, D)
+        mask = targets != 0  # (B, L)
+        if "pool" in batch:
+            loss = self._pool_loss(batch, hidden, mask)
+        elif self.loss_name in SAMPLED_LOSSES:
+            if "negatives" not in batch:
+                raise ValueError(f"loss {self.loss_name!r} needs sampled negatives: set data.negatives")
+            negatives = batch["negatives"]  # (B, L, K), or (B, 1, K) when shared across the sequence
+            pos = self.model.score_items(hidden, targets)  # (B, L)
+            neg = self.model.score_items(hidden, negatives)  # (B, L, K)
+            # In-batch and popularity negatives can hit the target itself: such a draw is no negative.
+            valid = negatives != targets.unsqueeze(-1)
+            if self.loss_name == "bce":
+                loss = bce_sampled(pos, neg, mask, valid, reduction="sum")
+            elif self.loss_name == "gbce":
+                loss = gbce(pos, neg, mask, self.hparams.num_items, self.hparams.gbce_t, valid, reduction="sum")
+            else:
+                logq = self.hparams.logq_correction
+                loss = sampled_softmax(
+                    pos, neg, mask,
+                    batch["targets_logq"] if logq else None,
+                    batch["negatives_logq"] if logq else None,
+                    valid, reduction="sum",
+                )
+        elif self.hparams.num_items + 1 > self.hparams.ce_chunk:
+            loss = chunked_cross_entropy(hidden[mask], self.model.item_embeddings, targets[mask],
+                                         self.hparams.ce_chunk, reduction="sum")
+        else:
+            logits = self.model.score_all(hidden[mask])  # (T, N + 1)
+            loss = full_cross_entropy(logits, targets[mask], reduction="sum")
+        # Sum over positions times a constant, not a per-batch mean: batches grouped by length hold very
+        # different numbers of targets, and a per-batch mean would weigh a target in a batch of short
+        # sequences far above one in a batch of long ones. The constant (one over the targets of an average
+        # batch) keeps every target's weight what it is with randomly mixed batches.
+        targets_in_batch = mask.sum().clamp(min=1)
+        per_target = loss.detach() / targets_in_batch  # what the curves show: comparable across batch sizes
+        loss = loss * batch["loss_scale"] if "loss_scale" in batch else loss / targets_in_batch
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at global step {self.global_step}; stopping")
+        self.log("train/loss", per_target, prog_bar=True, batch_size=inputs.shape[0])
+        return loss
+
+    def _pool_loss(self, batch: dict[str, torch.Tensor], hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Sampled softmax of every target position against the batch's one candidate pool."""
+        if self.loss_name != "sampled_softmax":
+            raise ValueError(f"data.negative_pool trains loss 'sampled_softmax', not {self.loss_name!r}")
+        h, targets = hidden[mask], batch["targets"][mask]  # (T, D), (T,)
+        pos = (h * self.model.embed_items(targets)).sum(-1)  # (T,)
+        pool_logits = h @ self.model.embed_items(batch["pool"]).T  # (T, P): one product for the whole batch
+        masked = None
+        if batch["pool_hit_rows"].numel():  # pool items in each row's history, spread to its positions
+            rows_hit = torch.zeros(mask.shape[0], pool_logits.shape[1], dtype=torch.bool, device=h.device)
+            rows_hit[batch["pool_hit_rows"], batch["pool_hit_cols"]] = True
+            masked = rows_hit[torch.nonzero(mask)[:, 0]]
+        logq = self.hparams.logq_correction
+        return pool_softmax(
+            pos, pool_logits,
+            batch["targets_logq"][mask] if logq else None,
+            batch["pool_logq"] if logq else None,
+            batch["targets_pool"][mask], masked, reduction="sum",
+        )
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        hp = self.hparams
+        if hp.sparse_embeddings:
+            return LazyAdam(self.parameters(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay,
+                            decoupled=hp.optimizer == "adamw")
+        cls = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
+        return cls(self.parameters(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+
+    # evaluation -----------------------------------------------------------------------------------------
+
+    def _eval_step(self, batch: dict[str, torch.Tensor], stage: str) -> dict[str, torch.Tensor] | None:
+        """Adds the batch's metrics to the totals; for test batches scored whole, returns per-user rows."""
+        b, columns = batch["inputs"].shape[0], self.hparams.num_items + 1
+        # The baseline's scores never change: validation computes them once and reuses them every epoch.
+        baseline = stage not in self._baseline
+        rows = None
+        if columns <= self.hparams.eval_chunk:
+            scores = self._scores(batch)
+            per_user = batch_metrics(scores, batch, self.ks, self.exclude_seen)
+            self._totals.add(per_user)
+            if baseline:
+                pop = self.popularity.unsqueeze(0).expand_as(scores)  # (B, N + 1)
+                pop_per_user = batch_metrics(pop, batch, self.ks, self.exclude_seen)
+                self._totals.add(pop_per_user, "popularity/")
+                if stage == "test":
+                    rows = self._per_user_rows(batch, scores, pop, per_user, pop_per_user)
+        else:  # a catalogue too large for (B, N + 1) scores: rank it eval_chunk items at a time
+            hidden = self._query(batch)
+            table = self.model.item_embeddings
+
+            def model_chunk(lo: int, hi: int) -> torch.Tensor:
+                return hidden @ table[lo:hi].T
+
+            def pop_chunk(lo: int, hi: int) -> torch.Tensor:
+                return self.popularity[lo:hi].expand(b, -1).clone()
+
+            chunk = self.hparams.eval_chunk
+            self._totals.add(chunked_batch_metrics(model_chunk, columns, batch, self.ks, self.exclude_seen, chunk))
+            if baseline:
+                self._totals.add(chunked_batch_metrics(pop_chunk, columns, batch, self.ks, self.exclude_seen, chunk),
+                                 "popularity/")
+        self._totals.add_users(b)
+        return rows
+
+    def _per_user_rows(self, batch: dict[str, torch.Tensor], scores: torch.Tensor, pop: torch.Tensor,
+                       per_user: dict[str, torch.Tensor], pop_per_user: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each test user's metrics and both top-k lists (what ``seqrec.evaluate.test_report`` writes)."""
+        k = min(max(self.ks), self.hparams.num_items)
+        tops = []
+        for s in (scores, pop):
+            best = masked_top_k(s.clone(), batch, k, self.exclude_seen)
+            # Slots the user could not fill (everything else seen) hold 0, not an excluded item.
+            tops.append(torch.where(torch.isfinite(best.values), best.indices, 0).cpu())
+        return {
+            "user_index": batch["users"].cpu(),
+            "history_length": torch.bincount(batch["history_rows"].cpu(), minlength=scores.shape[0]),
+            "target": batch["targets"].cpu(),
+            "top_model": tops[0],
+            "top_popularity": tops[1],
+            **{name: v.cpu() for name, v in per_user.items()},
+            **{f"popularity/{name}": v.cpu() for name, v in pop_per_user.items()},
+        }
+
+    def _query(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, D) what scores each user's next item (the model's own ``query``)."""
+        return self.model.query(batch["inputs"], batch.get("time_inputs"))
+
+    def _scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, N + 1) scores of every item for the users of an evaluation batch."""
+        return self.model.score_all(self._query(batch)).float()
+
+    def _eval_start(self) -> None:
+        self._totals = MetricTotals()
+
+    def _eval_end(self, stage: str) -> dict[str, float]:
+        distributed = self._trainer is not None and self.trainer.world_size > 1
+        # Each rank evaluated its own users: the totals and counts are summed over ranks, then divided.
+        reduce = (lambda t: self.trainer.strategy.reduce(t, reduce_op="sum")) if distributed else None
+        results, count = self._totals.means(reduce, self.device)
+        self.evaluated[stage] = count
+        if count == 0:
+            return {}
+        if stage in self._baseline:
+            results.update(self._baseline[stage])
+        elif stage == "val" and not self.trainer.sanity_checking:
+            self._baseline[stage] = {n: v for n, v in results.items() if n.startswith("popularity/")}
+        for name, value in results.items():
+            # The same on every rank already (summed above); sync_dist then averages equal values.
+            self.log(f"{stage}/{name}", value, prog_bar=name == f"ndcg@{self.ks[0]}", sync_dist=distributed)
+        self.results[stage] = results
+        return results
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval_start()
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_end("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._eval_start()
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor] | None:
+        # Per-user rows go to whoever reports (seqrec.evaluate.test_report.TestReport reads them as outputs).
+        return self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_end("test")
+
+    # checkpoints and recommendations ----------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Raw item ids and where the data came from: a checkpoint alone then recommends in raw ids.
+        if self.dataset is not None:
+            checkpoint["seqrec_dataset"] = self.dataset.to_checkpoint()
+        elif self.catalogue is not None:  # a loaded checkpoint saved again keeps what it had
+            checkpoint["seqrec_dataset"] = self.catalogue
+        # Dropout draws from torch's generator; batches depend only on (seed, epoch). With the generator's
+        # state saved, a run resumed from this checkpoint continues exactly as the uninterrupted one.
+        checkpoint["seqrec_rng"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["seqrec_rng"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.catalogue = catalogue_from_checkpoint(checkpoint)
+        rng = checkpoint.get("seqrec_rng")
+        if rng is not None:
+            torch.set_rng_state(rng["torch"].cpu())
+            if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+
+    def top_k(self, batch: dict[str, torch.Tensor], k: int, exclude_seen: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scores, items), each (B, k): the best items for the histories of ``batch`` (dense ids).
+
+        ``exclude_seen`` drops the items in ``history_rows`` / ``history_items``; padding never comes out.
+        """
+        return masked_top_k(self._scores(batch), batch, min(k, self.hparams.num_items), exclude_seen)
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        scores, items = self.top_k(batch, self.hparams.predict_k, self.exclude_seen)
+        return {"users": batch["users"], "items": items, "scores": scores}
+
+    def describe_eval(self) -> dict[str, Any]:
+        """The protocol of the last test pass, for the results table."""
+        info = self.dataset
+        return {
+            "dataset": info.name if info else "?",
+            "split": info.split if info else "leave_one_out",
+            "users": self.evaluated.get("test", 0),
+            "items": self.hparams.num_items,
+            "exclude_seen": self.exclude_seen,
+            "sampled": info.sampled_eval if info else "none",
+            "num_sampled": info.num_sampled if info else 0,
+        }

@@ -1,0 +1,109 @@
+"""Every ``seqrec`` command and Python snippet in README.md runs, in order, in a fresh folder.
+
+Training commands get a few extra overrides so that they take seconds (one epoch, a smaller synthetic
+population and model); everything else runs exactly as written. Data the commands name is made here: tiny
+files in the formats they expect. ``pip`` and ``pytest`` lines are what .ci/run runs; the benchmark
+commands are run at a tiny size by test_benchmarks.py.
+"""
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import wandb
+from conftest import (
+    FIXTURES,  # noqa: E402
+    ROOT,  # noqa: E402
+)
+from seqrec.cli import run
+from seqrec.cli.tools import tools
+
+TRAINING = ("fit", "validate", "test", "predict")
+QUICK = ["--trainer.max_epochs=1", "--trainer.enable_progress_bar=false", "--model.hidden_size=16",
+         "--data.eval_batch_size=256"]
+SYNTHETIC = ["--data.synthetic.num_users=300"]
+
+
+def readme_blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+
+
+def seqrec_commands() -> list[list[str]]:
+    commands = []
+    for block in readme_blocks("bash"):
+        for line in block.splitlines():
+            for part in line.split("&&"):
+                words = shlex.split(part, comments=True)
+                while words and re.match(r"^[A-Z_]+=", words[0]):  # environment assignments: set by the test
+                    words = words[1:]
+                if words and words[0] == "seqrec":
+                    commands.append(words[1:])
+    return commands
+
+
+def make_data(tmp: Path) -> None:
+    (tmp / "configs").symlink_to(ROOT / "configs")
+    data = tmp / "data"
+    data.mkdir()
+    (data / "ratings.dat").write_text((FIXTURES / "ratings.dat").read_text())
+    rng = np.random.default_rng(0)
+    rows = [f"u{u},i{(u + 3 * t) % 40},{t}" for u in range(80) for t in range(8)]
+    rows += [f"u{u},i{u % 40},{100}" for u in range(5)]  # some consecutive repeats
+    (data / "events.csv").write_text("user,item,ts\n" + "\n".join(rows) + "\n")
+    shared = tmp / "shared"
+    games = shared / "amazon-games"
+    games.mkdir(parents=True)
+    (games / "Video.txt").write_text("".join(f"{u} {(u * 7 + t * 3) % 40 + 1}\n" for u in range(1, 61) for t in range(6)))
+    beauty = shared / "amazon-beauty-s3rec"
+    beauty.mkdir()
+    lines, times = [], []
+    for u in range(1, 61):
+        items = rng.choice(np.arange(1, 51), size=6, replace=False)
+        lines.append(f"{u} " + " ".join(map(str, items)))
+        times.append(f"{u} " + " ".join(str(1_300_000_000 + 86400 * t * u) for t in range(6)))
+    (beauty / "Beauty.txt").write_text("\n".join(lines) + "\n")
+    (beauty / "Beauty_time.txt").write_text("\n".join(times) + "\n")
+    (beauty / "Beauty_item2attributes.json").write_text(json.dumps({str(i): [i % 4, 10 + i % 3] for i in range(1, 51)}))
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:The dirpath has changed")  # predict restores a checkpoint from another run
+def test_readme_commands_run_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    make_data(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SEQREC_DATA_DIR", str(tmp_path / "shared"))
+    commands = seqrec_commands()
+    assert len(commands) >= 9 and {c[0] for c in commands} >= {"fit", "predict", "data", "plot", "export"}
+    for words in commands:
+        if words[0] in TRAINING:
+            config = words[words.index("--config") + 1]
+            extra = QUICK + (SYNTHETIC if "synthetic" in config and "--data.path" not in words else [])
+            logger = "--trainer.logger=false" if words[0] == "predict" else None
+            args = [*words, *extra, *([logger] if logger else [])]
+            if "--trainer.strategy" in words:
+                # DDP relaunches the running command for each rank: that must be seqrec, not pytest.
+                res = subprocess.run([sys.executable, "-m", "seqrec.cli", *args], capture_output=True, text=True,
+                                     timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                assert res.returncode == 0, res.stderr[-3000:]
+                continue
+            run(args)
+            wandb.finish()  # one W&B run per command, as separate processes would have
+        else:
+            assert tools(words) == 0, words
+    out = capsys.readouterr().out
+    assert "best checkpoint:" in out and "wrote top-10 recommendations" in out
+    assert (tmp_path / "recs.parquet").exists() and (tmp_path / "exported" / "scorer.onnx").exists()
+    assert (tmp_path / "data" / "prepared" / "meta.json").exists()
+    assert list((tmp_path / "runs" / "stats" / "ratings.dat").glob("*.png"))
+
+    # Then the Python snippets, in the same folder, after the commands above made the checkpoint.
+    for block in readme_blocks("python"):
+        exec(compile(block, "README.md", "exec"), {})
+    assert (tmp_path / "top.csv").read_text().startswith('"user_id","rank","item_id","score"')

@@ -1,0 +1,116 @@
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+from seqrec.data.errors import DataFormatError
+from seqrec.data.loaders import detect_format, load, load_table
+
+
+def sequences(data):
+    return [data.raw_item_ids[data.sequence(u)].tolist() for u in range(data.num_users)]
+
+
+def test_sasrec_format_groups_users_and_keeps_line_order(fixtures: Path) -> None:
+    data = load(fixtures / "sasrec.txt")
+    assert data.raw_user_ids.tolist() == [1, 2, 3]
+    assert sequences(data) == [[10, 11, 12, 13], [10, 13, 14], [11]]
+    assert data.offsets.tolist() == [0, 4, 7, 8]
+    assert data.items.dtype == np.int32 and data.offsets.dtype == np.int64
+    assert data.items.tolist() == [1, 2, 3, 4, 1, 4, 5, 2]
+    assert data.raw_item_ids[0] == 0 and data.num_items == 5
+
+
+def test_user_lines_format(fixtures: Path) -> None:
+    data = load(fixtures / "user_lines.txt")
+    assert detect_format(fixtures / "user_lines.txt") == "user_lines"
+    assert data.raw_user_ids.tolist() == [7, 8, 9]
+    assert sequences(data) == [[3, 1, 2], [2], [1, 2, 3, 4]]
+
+
+def test_movielens_sorted_by_time_with_stable_ties(fixtures: Path) -> None:
+    data = load(fixtures / "ratings.dat")
+    # user 2 has 1357 and 1193 at the same second: file order decides.
+    assert sequences(data) == [[3408, 1193, 914, 661], [1357, 1193, 3068]]
+    assert data.timestamps is not None and data.timestamps[:4].tolist() == sorted(data.timestamps[:4].tolist())
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_table_formats_with_string_ids(fixtures: Path, tmp_path: Path, kind: str) -> None:
+    path = fixtures / "interactions.csv"
+    if kind == "parquet":
+        path = tmp_path / "interactions.parquet"
+        pq.write_table(pacsv.read_csv(fixtures / "interactions.csv"), path)
+    data = load(path)
+    assert data.raw_user_ids.tolist() == ["u1", "u2", "u3"]
+    # u1: pear@20, then apple@30 and fig@30 tied, kept in file order.
+    assert sequences(data) == [["pear", "apple", "fig"], ["apple", "pear"], ["fig"]]
+    assert data.encode_items(["fig", "pear"]).tolist() == [2, 3]
+    with pytest.raises(KeyError, match="banana"):
+        data.encode_items(["banana"])
+
+
+def test_table_custom_columns_and_missing_column(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("who,what,when\n1,5,2\n1,6,1\n")
+    data = load_table(path, user_col="who", item_col="what", time_col="when")
+    assert data.raw_item_ids[data.sequence(0)].tolist() == [6, 5]
+    with pytest.raises(DataFormatError, match=r"t\.csv.*missing column.*'user_id'"):
+        load_table(path)
+
+
+def test_table_empty_value_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("user_id,item_id,timestamp\n1,5,2\n1,,3\n")
+    with pytest.raises(DataFormatError, match=r"t\.csv: line 3: empty value in column 'item_id'"):
+        load(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "pattern"),
+    [
+        ("cols.txt", "1 2\n1 2 3\n", r"cols\.txt:2: expected 2 columns"),
+        ("nonint.txt", "1 2\n1 x7\n", r"nonint\.txt:2: item id 'x7' is not an integer"),
+        ("neg.txt", "1 2\n-1 3\n", r"neg\.txt:2: user id -1 is negative"),
+        ("empty.txt", "\n\n", r"empty\.txt: the file is empty"),
+        ("bad.dat", "1::2::3::4\n1::2::3\n", r"bad\.dat:2: expected 4 fields"),
+        ("badts.dat", "1::2::3::4\n1::2::3::noon\n", r"badts\.dat:2: timestamp 'noon'"),
+    ],
+)
+def test_malformed_input_names_file_and_line(tmp_path: Path, name: str, text: str, pattern: str) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(DataFormatError, match=pattern):
+        load(path, "sasrec" if name.endswith(".txt") else "auto")
+
+
+def test_user_lines_rejects_repeated_user(tmp_path: Path) -> None:
+    path = tmp_path / "dup.txt"
+    path.write_text("1 2 3\n2 3\n1 4\n")
+    with pytest.raises(DataFormatError, match=r"dup\.txt:3: user 1 already appeared on line 1"):
+        load(path, "user_lines")
+
+
+def test_missing_file_and_unknown_format(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope.txt"):
+        load(tmp_path / "nope.txt")
+    (tmp_path / "a.txt").write_text("1 2\n")
+    with pytest.raises(ValueError, match="unknown format"):
+        load(tmp_path / "a.txt", "xml")
+
+
+def test_corrupt_parquet_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "broken.parquet"
+    path.write_bytes(b"not parquet at all")
+    with pytest.raises(DataFormatError, match=r"broken\.parquet"):
+        load(path)
+
+
+def test_parquet_datetime_timestamps(tmp_path: Path) -> None:
+    path = tmp_path / "dt.parquet"
+    ts = pa.array(np.array(["2020-01-02", "2020-01-01"], dtype="datetime64[s]"))
+    pq.write_table(pa.table({"user_id": [1, 1], "item_id": [8, 9], "timestamp": ts}), path)
+    data = load(path)
+    assert data.raw_item_ids[data.sequence(0)].tolist() == [9, 8]
