@@ -20,6 +20,20 @@ TINY_ARGS = [
 ]
 
 
+def csv_logger(save_dir: Path) -> str:
+    """The configs' logger list replaced by a CSV logger under ``save_dir`` (W&B has its own test)."""
+    return '--trainer.logger=[{"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": "%s"}}]' % save_dir
+
+
+def common(tmp_path: Path, epochs: int = 2) -> list[str]:
+    return [
+        f"--trainer.max_epochs={epochs}",
+        f"--trainer.default_root_dir={tmp_path}",
+        csv_logger(tmp_path),
+        "--trainer.enable_progress_bar=false",
+    ]
+
+
 @pytest.fixture(scope="session")
 def tiny() -> list[str]:
     """Command-line overrides that shrink configs/sasrec_synthetic.yaml to a tiny run."""

@@ -6,24 +6,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT  # noqa: E402
+from conftest import ROOT, common, csv_logger  # noqa: E402
 from seqrec.cli import run
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
 
-def csv_logger(save_dir: Path) -> str:
-    """The configs' logger list replaced by a CSV logger under ``save_dir`` (W&B has its own test)."""
-    return '--trainer.logger=[{"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": "%s"}}]' % save_dir
-
-
-def common(tmp_path: Path, epochs: int = 2) -> list[str]:
-    return [
-        f"--trainer.max_epochs={epochs}",
-        f"--trainer.default_root_dir={tmp_path}",
-        csv_logger(tmp_path),
-        "--trainer.enable_progress_bar=false",
-    ]
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)

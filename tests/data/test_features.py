@@ -180,8 +180,8 @@ def test_model_side_features_change_the_output_and_validate() -> None:
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:The dirpath has changed")
 def test_fit_with_attributes_and_time_then_test_from_checkpoint(tiny: list[str], tmp_path: Path) -> None:
+    from conftest import common
     from seqrec.cli import run
-    from test_cli import common
 
     attrs = tmp_path / "attrs.json"
     attrs.write_text(json.dumps({str(i): [f"a{i % 5}", f"b{i % 3}"] for i in range(1, 121)}))

@@ -123,3 +123,42 @@ def test_epoch_planning_never_panics(store_args, users, ends, batch_size, epoch,
         assert len(batches) == n
         assert sum(b["inputs"].shape[0] for b in batches) == u.size
     call(builder.segments, u, max(epoch, 0))
+
+
+HUGE = st.sampled_from([2**31 + 1, 2**40, 2**58, 2**62, 10**10])
+
+
+@FUZZ
+@given(HUGE, st.sampled_from(["batch_size", "prefetch", "num_negatives", "max_len", "pool_size", "n",
+                              "num_items", "stride", "max_tokens"]))
+def test_huge_sizes_are_clear_errors_not_aborts(value: int, option: str) -> None:
+    """Sizes far beyond memory (the probes of issue 14) give a ValueError naming the option, never a panic, an
+    abort or an attempt to allocate them; windows longer than a history end instead of looping."""
+    offsets = np.array([0, 60, 63], dtype=np.int64)
+    items = (np.arange(63) % 40 + 1).astype(np.int32)
+    if option == "num_items":
+        with pytest.raises(ValueError, match="num_items"):
+            SequenceStore(offsets, items, value)
+        return
+    store = SequenceStore(offsets, items, 50)
+    users, ends = np.array([0, 1], dtype=np.int64), np.array([60, 3], dtype=np.int64)
+    if option == "n":
+        with pytest.raises(ValueError, match="n: "):
+            store.uniform_negatives(users, value)
+        return
+    if option == "stride":  # a window stride longer than the history: one segment, no endless loop
+        u, e = BatchBuilder(store, 50).segments(np.array([0], dtype=np.int64), 61)
+        assert e.tolist() == [60]
+        return
+    kwargs = {"max_len": value} if option == "max_len" else {}
+    if option in ("num_negatives", "pool_size"):
+        kwargs[option] = value
+    if kwargs:
+        with pytest.raises(ValueError, match=option if option != "pool_size" else "negative_pool"):
+            BatchBuilder(store, kwargs.pop("max_len", 10), **kwargs)
+        return
+    builder = BatchBuilder(store, 10)
+    args = {"batch_size": 4, "prefetch": 2, "max_tokens": 0, option: value}
+    with pytest.raises(ValueError, match=option):
+        list(builder.epoch(users, ends, args["batch_size"], 0, 0, prefetch=args["prefetch"],
+                           max_tokens=args["max_tokens"]))

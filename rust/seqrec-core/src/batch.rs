@@ -75,6 +75,7 @@ impl BatchSpec {
         num_threads: usize,
     ) -> Result<Self> {
         let max_len = positive("max_len", max_len)?;
+        crate::limits::at_most("max_len", max_len as u64, crate::limits::MAX_LEN)?;
         if let Task::Bert4Rec { mask_prob, mask_token } = task {
             if !(mask_prob > 0.0 && mask_prob <= 1.0) {
                 return Err(CoreError::BadOption {
@@ -270,17 +271,10 @@ pub fn build_batch(seqs: &Sequences, spec: &BatchSpec, segments: &[Segment], see
         Some(n) => (n.width(), if n.shared { 1 } else { width }),
         None => (0, 0),
     };
-    // Sizes come from user options (batch size, max_len, negatives): never let a product wrap.
-    let too_large = || CoreError::BadOption {
-        name: "batch",
-        message: format!("{rows} rows x {width} positions x {k} negatives overflows the address space"),
-    };
-    let cells = rows.checked_mul(width).ok_or_else(too_large)?;
-    let neg_cells = rows
-        .checked_mul(slots)
-        .and_then(|x| x.checked_mul(k))
-        .ok_or_else(too_large)?;
-    cells.checked_mul(k + 1).ok_or_else(too_large)?;
+    // Sizes come from user options (batch size, max_len, negatives): never let a product wrap or an
+    // allocation abort; each buffer stays under limits::MAX_CELLS.
+    let cells = crate::limits::cells("batch", rows, width)?;
+    let neg_cells = crate::limits::cells("negatives", rows, crate::limits::cells("negatives", slots, k)?)?;
     let mut b = Batch {
         rows,
         width,
@@ -297,7 +291,7 @@ pub fn build_batch(seqs: &Sequences, spec: &BatchSpec, segments: &[Segment], see
     };
     // Waking the pool costs tens of microseconds: below this much work one thread is faster.
     const PARALLEL_MIN_WORK: usize = 1 << 17;
-    let threads = if cells * (k + 1) < PARALLEL_MIN_WORK {
+    let threads = if cells.saturating_mul(k + 1) < PARALLEL_MIN_WORK {
         1
     } else {
         spec.num_threads
@@ -456,6 +450,14 @@ fn fill_sequence(seqs: &Sequences, spec: &BatchSpec, seg: Segment, mut rng: Rng,
     }
 }
 
+/// The candidates per user of the sampled protocol, checked before anything is allocated for `users` rows.
+pub fn check_candidates(users: usize, n: i64) -> Result<usize> {
+    let n = positive("n", n)?;
+    let n = crate::limits::at_most("n", n as u64, crate::limits::MAX_NEGATIVES)?;
+    crate::limits::cells("candidates", users, n)?;
+    Ok(n)
+}
+
 /// Evaluation candidates of the sampled protocol: `n` items per user, with replacement, from the items the
 /// user never interacted with, uniformly (`popularity` None) or by popularity. Row b uses stream (seed, b).
 pub fn sampled_candidates(
@@ -466,7 +468,7 @@ pub fn sampled_candidates(
     seed: u64,
     out: &mut [i64],
 ) -> Result<()> {
-    let n = positive("n", n)?;
+    let n = check_candidates(users.len(), n)?;
     let users = seqs.check_users(users)?;
     if out.len() != users.len() * n {
         return Err(CoreError::LengthMismatch {

@@ -70,6 +70,7 @@ impl CandidatePool {
         alpha: f64,
     ) -> Result<Self> {
         let num_items = seqs.num_items() as u64;
+        crate::limits::at_most("negative_pool", size as u64, crate::limits::MAX_POOL)?;
         if size == 0 && !in_batch {
             return Err(CoreError::BadOption {
                 name: "negative_pool",

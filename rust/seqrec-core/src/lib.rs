@@ -4,6 +4,7 @@ pub mod batch;
 pub mod buffers;
 pub mod candidate_pool;
 pub mod error;
+pub mod limits;
 pub mod negatives;
 pub mod plan;
 pub mod pool;

@@ -71,6 +71,8 @@ impl NegativeSampler {
                 message: format!("the catalogue has {num_items} item(s): negatives need at least 2"),
             });
         }
+        crate::limits::at_most("num_negatives", num_negatives as u64, crate::limits::MAX_NEGATIVES)?;
+        crate::limits::at_most("num_in_batch", num_in_batch as u64, crate::limits::MAX_NEGATIVES)?;
         let (uniform_k, batch_k) = match mode {
             NegativeMode::Mixed => (num_negatives, num_in_batch),
             NegativeMode::InBatch => (0, num_negatives),

@@ -50,6 +50,8 @@ pub fn plan_epoch(
     epoch: u64,
 ) -> Result<Vec<Vec<Segment>>> {
     let batch_size = positive("batch_size", batch_size)?;
+    let batch_size = crate::limits::at_most("batch_size", batch_size as u64, crate::limits::MAX_BATCH)?;
+    crate::limits::at_most("max_tokens", max_tokens as u64, crate::limits::MAX_CELLS)?;
     let mut rng = Rng::for_stream(derive_seed(seed, epoch), u64::MAX);
     let mut order: Vec<Segment> = segments.to_vec();
     shuffle(&mut rng, &mut order);

@@ -17,6 +17,11 @@ pub struct Prefetcher {
     failed_start: Option<String>,
 }
 
+/// Batches built ahead: at least one, at most `limits::MAX_PREFETCH` (a channel that large would not fit).
+pub fn check_depth(depth: usize) -> Result<usize> {
+    Ok(crate::limits::at_most("prefetch", depth as u64, crate::limits::MAX_PREFETCH)?.max(1))
+}
+
 impl Prefetcher {
     /// Starts building `batches` in order, at most `depth` ahead. Batch i uses seed `derive_seed(seed, i)`.
     pub fn start(

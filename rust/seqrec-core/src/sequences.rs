@@ -18,13 +18,7 @@ impl Sequences {
     /// `items` (each in `1..=num_items`), then builds the sorted distinct history of each user.
     pub fn new(offsets: &[i64], items: &[i32], num_items: i64) -> Result<Self> {
         positive("num_items", num_items)?;
-        if num_items > i32::MAX as i64 {
-            return Err(CoreError::ItemOutOfRange {
-                position: 0,
-                item: num_items,
-                num_items: i32::MAX as i64,
-            });
-        }
+        crate::limits::at_most("num_items", num_items as u64, crate::limits::MAX_ITEMS as usize)?;
         if offsets.is_empty() {
             return Err(CoreError::BadOffsets {
                 index: 0,

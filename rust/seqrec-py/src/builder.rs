@@ -9,7 +9,7 @@ use seqrec_core::batch::{build_batch, BatchSpec, Segment, Task};
 use seqrec_core::candidate_pool::{CandidatePool, PoolSampling};
 use seqrec_core::negatives::{NegativeMode, NegativeSampler};
 use seqrec_core::plan::{make_segments, EpochPlan, PlanOptions};
-use seqrec_core::prefetch::Prefetcher;
+use seqrec_core::prefetch::{check_depth, Prefetcher};
 use seqrec_core::{CoreError, Sequences};
 
 use crate::epoch::EpochIterator;
@@ -173,6 +173,7 @@ impl BatchBuilder {
         rank: usize,
         world: usize,
     ) -> PyResult<EpochIterator> {
+        let prefetch = check_depth(prefetch).map_err(to_py)?;
         let options = PlanOptions {
             batch_size,
             bucket,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1};
 use pyo3::prelude::*;
-use seqrec_core::batch::sampled_candidates;
+use seqrec_core::batch::{check_candidates, sampled_candidates};
 use seqrec_core::sampling::AliasTable;
 use seqrec_core::Sequences;
 
@@ -90,7 +90,8 @@ impl SequenceStore {
         seed: u64,
     ) -> PyResult<Bound<'py, PyArray2<i64>>> {
         let users = contiguous(&users, "users")?;
-        let out = PyArray2::<i64>::zeros(py, [users.len(), n.max(0) as usize], false);
+        let width = check_candidates(users.len(), n).map_err(to_py)?; // before allocating (B, n)
+        let out = PyArray2::<i64>::zeros(py, [users.len(), width], false);
         {
             let mut o = out.readwrite();
             let slice = o.as_slice_mut()?;
