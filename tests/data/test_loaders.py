@@ -114,3 +114,39 @@ def test_parquet_datetime_timestamps(tmp_path: Path) -> None:
     pq.write_table(pa.table({"user_id": [1, 1], "item_id": [8, 9], "timestamp": ts}), path)
     data = load(path)
     assert data.raw_item_ids[data.sequence(0)].tolist() == [9, 8]
+
+
+def test_csv_ids_are_read_exactly(tmp_path: Path) -> None:
+    """Ids at and above 2**63 stay distinct (pyarrow would read them as floats), "2" and "2.0" are two ids."""
+    f = tmp_path / "big.csv"
+    f.write_text("user_id,item_id,timestamp\n"
+                 f"{2**63},1,1\n{2**63 + 1},1,2\n{2**63},2,3\n7,2.0,4\n7,2,5\n")
+    data = load(f)
+    assert data.num_users == 3  # 2**63 and 2**63 + 1 are two users
+    assert sorted(map(str, data.raw_item_ids[1:].tolist())) == ["1", "2", "2.0"]
+    plain = tmp_path / "plain.csv"
+    plain.write_text("user_id,item_id,timestamp\n1,10,1\n1,11,2\n")
+    assert load(plain).raw_item_ids[1:].tolist() == [10, 11]  # plain integers stay integers
+
+
+def test_fractional_times_sort_exactly_and_bad_times_are_named(tmp_path: Path) -> None:
+    f = tmp_path / "frac.csv"
+    f.write_text("user_id,item_id,timestamp\n1,10,5.7\n1,11,5.2\n1,12,5.9\n")
+    data = load(f)
+    assert data.raw_item_ids[data.items].tolist() == [11, 10, 12]  # 5.2 < 5.7 < 5.9, not file order
+    for bad in ("inf", "1e300", "nan"):
+        g = tmp_path / f"bad_{bad}.csv"
+        g.write_text(f"user_id,item_id,timestamp\n1,10,1\n1,11,{bad}\n")
+        # pyarrow reads "nan" as a missing value: that is named as an empty one
+        with pytest.raises(DataFormatError, match=r"bad_.*\.csv: line 3: (timestamp .* is not a usable time|empty value)"):
+            load(g)
+
+
+def test_parquet_float_ids_are_refused(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    f = tmp_path / "f.parquet"
+    pq.write_table(pa.table({"user_id": [1.0, 2.0], "item_id": [1, 2], "timestamp": [1, 2]}), f)
+    with pytest.raises(DataFormatError, match="floating-point ids"):
+        load(f)

@@ -12,6 +12,7 @@ from seqrec.data.errors import DataFormatError
 from seqrec.data.interactions import Interactions
 from seqrec.data.loaders import load
 from seqrec.data.prepared import (
+    _write_ids,
     drop_consecutive_repeats,
     k_core,
     load_prepared,
@@ -120,3 +121,36 @@ def test_a_filter_that_leaves_nothing_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="nothing is left after 5-core"):
         tools(["data", "prepare", str(src), str(tmp_path / "out"), "--k-core", "5"])
     assert not (tmp_path / "out").exists()
+
+
+def _saved(tmp_path: Path) -> Path:
+    data = Interactions.from_arrays(np.array([0, 0, 0, 1, 1]), np.array([5, 6, 7, 5, 8]),
+                                    timestamps=np.array([1, 2, 3, 4, 5]))
+    return save_prepared(data, tmp_path / "prep")
+
+
+@pytest.mark.parametrize(("damage", "pattern"), [
+    (lambda f: np.save(f / "items.npy", np.array([1, 2, 2**32 + 3, 1, 4], dtype=np.int64)), "item ids must lie"),
+    (lambda f: np.save(f / "items.npy", np.array([1.0, 2, 3, 1, 4])), "items must be a 1-D integer array"),
+    (lambda f: np.save(f / "items.npy", np.ones((5, 1), dtype=np.int32)), "items must be a 1-D integer array"),
+    (lambda f: np.save(f / "timestamps.npy", np.arange(7)), "7 timestamps for 5 interactions"),
+    (lambda f: _write_ids(f / "user_ids.parquet", np.array([3, 3])), "duplicate ids"),
+    (lambda f: (f / "meta.json").write_text("{not json"), "meta.json: not a readable meta.json"),
+    (lambda f: (f / "meta.json").write_text("[1, 2]"), "meta.json: format version None"),
+])
+def test_every_array_of_a_prepared_folder_is_checked_on_load(tmp_path: Path, damage, pattern: str) -> None:
+    folder = _saved(tmp_path)
+    damage(folder)
+    with pytest.raises(DataFormatError, match=pattern):
+        load_prepared(folder)
+
+
+def test_prepare_never_reuses_a_stale_partial_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "prep"
+    stale = folder / ".partial"
+    stale.mkdir(parents=True)
+    np.save(stale / "timestamps.npy", np.arange(3_000))  # left by a killed prepare of another dataset
+    data = Interactions.from_arrays(np.array([0, 0, 1, 1]), np.array([5, 6, 5, 8]))  # no times
+    save_prepared(data, folder)
+    assert not (folder / "timestamps.npy").exists() and not stale.exists()
+    assert load_prepared(folder).timestamps is None

@@ -35,6 +35,14 @@ class Interactions:
     _item_index: dict[Any, int] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # Integer arrays only, cast only where the cast keeps every value: 2**32 + 3 must not become item 3.
+        for name in ("offsets", "items") + (("timestamps",) if self.timestamps is not None else ()):
+            a = np.asarray(getattr(self, name))
+            if a.dtype.kind not in "iu" or a.ndim != 1:
+                raise ValueError(f"{self.source}: {name} must be a 1-D integer array, got {a.dtype} of shape {a.shape}")
+        raw = np.asarray(self.items)
+        if raw.size and (raw.min() < 1 or raw.max() > np.iinfo(np.int32).max):
+            raise ValueError(f"{self.source}: item ids must lie in 1..{self.num_items}")
         offsets = np.ascontiguousarray(self.offsets, dtype=np.int64)
         items = np.ascontiguousarray(self.items, dtype=np.int32)
         object.__setattr__(self, "offsets", offsets)
@@ -47,6 +55,8 @@ class Interactions:
             raise ValueError(f"{self.source}: {len(self.raw_user_ids)} raw user ids for {offsets.size - 1} users")
         if items.size and (items.min() < 1 or items.max() > self.num_items):
             raise ValueError(f"{self.source}: item ids must lie in 1..{self.num_items}")
+        if self.timestamps is not None and len(self.timestamps) != items.size:
+            raise ValueError(f"{self.source}: {len(self.timestamps)} timestamps for {items.size} interactions")
 
     @property
     def num_users(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -96,7 +97,11 @@ def load_table(
         if path.suffix == ".parquet":
             table = pq.read_table(path)
         else:
-            table = pacsv.read_csv(path)
+            # Ids as text, never inferred: pyarrow would read 2**63 as a float (merging distinct ids) and
+            # "2.0" as 2; ids_from_text decides exactly.
+            as_text = {c: pa.string() for c in (user_col, item_col)}
+            options = pacsv.ConvertOptions(column_types=as_text, strings_can_be_null=True)
+            table = pacsv.read_csv(path, convert_options=options)
     except pa.ArrowInvalid as e:
         raise DataFormatError(f"{path}: {e}") from None
     wanted = [c for c in (user_col, item_col, time_col) if c is not None]
@@ -113,16 +118,62 @@ def load_table(
             # Row r of the table is line r + 2 of a CSV (1-based, after the header).
             where = f"line {first + 2}" if path.suffix != ".parquet" else f"row {first}"
             raise DataFormatError(f"{path}: {where}: empty value in column {c!r}")
-        cols[c] = col.to_numpy()
-    order = None
+        cols[c] = col.to_numpy(zero_copy_only=False)
+    where = (lambda r: f"line {r + 2}") if path.suffix != ".parquet" else (lambda r: f"row {r}")
+    for c in (user_col, item_col):
+        cols[c] = exact_ids(cols[c], path, c, where)
+    order = timestamps = None
     if time_col is not None:
-        ts = cols[time_col]
-        if ts.dtype.kind == "M":
-            ts = ts.astype("datetime64[s]").astype(np.int64)
-        elif ts.dtype.kind not in "iuf":
-            raise DataFormatError(f"{path}: timestamp column {time_col!r} is {ts.dtype}, not numeric or datetime")
-        order = ts.astype(np.int64)
-    return Interactions.from_arrays(cols[user_col], cols[item_col], order=order, timestamps=order, source=str(path))
+        order, timestamps = exact_times(cols[time_col], path, time_col, where)
+    return Interactions.from_arrays(cols[user_col], cols[item_col], order=order, timestamps=timestamps,
+                                    source=str(path))
+
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def exact_ids(values: np.ndarray, path: Path, column: str, where: Any) -> np.ndarray:
+    """Ids as they are: integers (int64, when every value is a plain integer that fits) or strings.
+
+    Floating-point ids are refused (two ids that round to the same float would merge silently).
+    """
+    if values.dtype.kind in "iu":
+        if values.dtype.kind == "u" and values.size and values.max() > _INT64[1]:
+            row = int(np.argmax(values > _INT64[1]))
+            raise DataFormatError(f"{path}: {where(row)}: {column} {values[row]} does not fit in int64")
+        return values.astype(np.int64)
+    if values.dtype.kind == "f":
+        raise DataFormatError(f"{path}: column {column!r} holds floating-point ids; ids must be integers or "
+                              "strings (a float cannot tell every integer id apart)")
+    text = values.astype(str)
+    plain = np.char.isdigit(np.char.lstrip(text, "-")) & (np.char.count(text, "-") <= 1) & ~np.char.endswith(text, "-")
+    if plain.all():
+        as_int = [int(t) for t in text.tolist()]
+        if all(_INT64[0] <= v <= _INT64[1] for v in as_int):
+            return np.asarray(as_int, dtype=np.int64)
+    return text.astype(object)
+
+
+def exact_times(values: np.ndarray, path: Path, column: str, where: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(sort key, int64 seconds) of a time column: exact order for fractional times, a clear error for values
+    that are not finite or do not fit in int64 seconds (they would otherwise sort first silently)."""
+    if values.dtype.kind == "M":
+        seconds = values.astype("datetime64[s]").astype(np.int64)
+        return seconds, seconds
+    if values.dtype.kind in "iu":
+        if values.dtype.kind == "u" and values.size and values.max() > _INT64[1]:
+            row = int(np.argmax(values > _INT64[1]))
+            raise DataFormatError(f"{path}: {where(row)}: {column} {values[row]} does not fit in int64 seconds")
+        seconds = values.astype(np.int64)
+        return seconds, seconds
+    if values.dtype.kind == "f":
+        bad = ~np.isfinite(values) | (np.abs(values) >= 2.0**63)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataFormatError(f"{path}: {where(row)}: {column} {values[row]!r} is not a usable time "
+                                  "(not finite, or beyond int64 seconds)")
+        return values, np.floor(values).astype(np.int64)  # order by the exact value; whole seconds kept
+    raise DataFormatError(f"{path}: timestamp column {column!r} is {values.dtype}, not numeric or datetime")
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:

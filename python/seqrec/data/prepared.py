@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,9 @@ def save_prepared(data: Interactions, folder: str | os.PathLike[str], meta: dict
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / ".partial"
-    tmp.mkdir(exist_ok=True)
+    if tmp.exists():  # left by a prepare that was killed: never mix its files with this one's
+        shutil.rmtree(tmp)
+    tmp.mkdir()
     np.save(tmp / "offsets.npy", data.offsets)
     np.save(tmp / "items.npy", data.items)
     if data.timestamps is not None:
@@ -122,20 +125,30 @@ def load_prepared(folder: str | os.PathLike[str]) -> Interactions:
     folder = Path(folder)
     if not is_prepared(folder):
         raise FileNotFoundError(f"{folder}: not a prepared dataset folder (no {META}; run `seqrec data prepare`)")
-    meta = json.loads((folder / META).read_text())
-    if meta.get("format_version") != FORMAT_VERSION:
+    try:
+        meta = json.loads((folder / META).read_text())
+    except (OSError, ValueError) as e:
+        raise DataFormatError(f"{folder / META}: not a readable meta.json ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        meta = meta if isinstance(meta, dict) else {}
         raise DataFormatError(f"{folder / META}: format version {meta.get('format_version')}, expected {FORMAT_VERSION}")
     try:
         ts = folder / "timestamps.npy"
+        users, items = _read_ids(folder / "user_ids.parquet"), _read_ids(folder / "item_ids.parquet")
+        for name, ids in (("user_ids.parquet", users), ("item_ids.parquet", items[1:])):
+            if any(x is None for x in ids.tolist()):
+                raise ValueError(f"{name} holds a null id")
+            if len(set(ids.tolist())) != len(ids):
+                raise ValueError(f"{name} holds duplicate ids")
         return Interactions(
-            offsets=np.load(folder / "offsets.npy"),
-            items=np.load(folder / "items.npy"),
-            raw_user_ids=_read_ids(folder / "user_ids.parquet"),
-            raw_item_ids=_read_ids(folder / "item_ids.parquet"),
-            timestamps=np.load(ts) if ts.exists() else None,
+            offsets=np.load(folder / "offsets.npy", allow_pickle=False),
+            items=np.load(folder / "items.npy", allow_pickle=False),
+            raw_user_ids=users,
+            raw_item_ids=items,
+            timestamps=np.load(ts, allow_pickle=False) if ts.exists() else None,
             source=str(folder),
         )
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, KeyError) as e:
         raise DataFormatError(f"{folder}: damaged prepared dataset ({e})") from None
 
 
