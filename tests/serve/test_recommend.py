@@ -9,7 +9,7 @@ import torch
 from conftest import ROOT  # noqa: E402
 from seqrec.cli import run
 from seqrec.cli.tools import tools
-from seqrec.serve.recommend import Recommender
+from seqrec.serve.recommend import Recommender, recommendation_rows
 from seqrec.serve.retrieval import HNSWIndex, exact_top_k, recall_at_k
 
 
@@ -159,3 +159,43 @@ def test_validation_popularity_is_computed_once_and_logged_every_epoch(trained: 
     assert len(rows) == 2  # two epochs, validated each
     assert rows[0]["val/popularity/ndcg@10"] == rows[1]["val/popularity/ndcg@10"] != ""
     assert float(rows[0]["val/popularity/ndcg@10"]) > 0
+
+
+def test_k_beyond_the_unseen_items_gives_fewer_rows_never_seen_items() -> None:
+    raw_items = np.array([0, "a", "b", "c"], dtype=object)
+    items = np.array([[2, 1, 0], [3, 2, 1]])
+    scores = np.array([[0.5, 0.1, -np.inf], [0.9, 0.8, 0.7]], dtype=np.float32)
+    rows = recommendation_rows(np.array(["u1", "u2"]), raw_items, items, scores)
+    assert rows["user_id"].tolist() == ["u1", "u1", "u2", "u2", "u2"]
+    assert rows["item_id"].tolist() == ["b", "a", "c", "b", "a"]
+    assert rows["rank"].tolist() == [1, 2, 1, 2, 3]
+
+
+@pytest.mark.slow
+def test_recommend_all_items_returns_exactly_the_unseen_ones(trained: tuple[Path, Path]) -> None:
+    ckpt, _ = trained
+    rec = Recommender.from_checkpoint(ckpt)
+    user = rec.histories.raw_user_ids[3]
+    n = rec.module.hparams.num_items
+    out = rec.recommend([user], k=n)
+    seen = set(rec.histories.raw_item_ids[rec.histories.items[rec.histories.offsets[3]:rec.histories.offsets[4]]].tolist())
+    assert len(out["item_id"]) == n - len(seen)
+    assert not seen & set(out["item_id"].tolist())
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:The dirpath has changed")
+def test_predict_refuses_data_whose_items_differ_from_the_checkpoint(tmp_path: Path) -> None:
+    rows = "\n".join(f"{u},{i},{t}" for u in range(40) for t, i in enumerate(range(u % 7, u % 7 + 6)))
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("user_id,item_id,timestamp\n" + rows + "\n")
+    b.write_text("user_id,item_id,timestamp\n" + "\n".join(
+        f"{u},{int(i) + 100},{t}" for u, i, t in (r.split(",") for r in rows.split("\n"))) + "\n")
+    args = ["--config", str(ROOT / "configs/sasrec_synthetic.yaml"), "--model.hidden_size=16", "--trainer.max_epochs=1",
+            "--trainer.logger=false", "--trainer.enable_progress_bar=false", "--data.sampled_eval=none",
+            f"--trainer.default_root_dir={tmp_path / 'run'}"]
+    run(["fit", *args, f"--data.path={a}", "--test_after_fit=false"])
+    ckpt = (tmp_path / "run" / "best.ckpt").resolve()
+    with pytest.raises(ValueError, match=r"catalogue .* dense item 1 is raw id '0' in the checkpoint and '100'"):
+        run(["predict", *args, f"--data.path={b}", f"--ckpt_path={ckpt}", f"--predict_output={tmp_path / 'r.csv'}"])
+    assert not (tmp_path / "r.csv").exists()

@@ -35,13 +35,18 @@ def write_table(columns: dict[str, Sequence[Any] | np.ndarray], path: str | os.P
 def recommendation_rows(
     raw_users: np.ndarray, raw_items: np.ndarray, items: np.ndarray, scores: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """Long format: one row per (user, rank) with the raw item id and its score."""
+    """Long format: one row per (user, rank) with the raw item id and its score.
+
+    Slots with score ``-inf`` (excluded: seen items or padding, when a user has fewer than k items left)
+    are left out, so a user gets fewer rows rather than items that were meant to be excluded.
+    """
     b, k = items.shape
+    keep = np.isfinite(scores).reshape(-1)
     return {
-        "user_id": np.repeat(raw_users, k),
-        "rank": np.tile(np.arange(1, k + 1), b),
-        "item_id": raw_items[items.reshape(-1)],
-        "score": scores.reshape(-1).astype(np.float32),
+        "user_id": np.repeat(raw_users, k)[keep],
+        "rank": np.tile(np.arange(1, k + 1), b)[keep],
+        "item_id": raw_items[items.reshape(-1)][keep],
+        "score": scores.reshape(-1).astype(np.float32)[keep],
     }
 
 

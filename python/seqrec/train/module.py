@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 
@@ -362,11 +363,26 @@ class SeqRecModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.catalogue = catalogue_from_checkpoint(checkpoint)
+        if self.catalogue is not None and self.dataset is not None:
+            self._check_catalogue(self.catalogue, self.dataset)
         rng = checkpoint.get("seqrec_rng")
         if rng is not None:
             torch.set_rng_state(rng["torch"].cpu())
             if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
                 torch.cuda.set_rng_state_all(rng["cuda"])
+
+    @staticmethod
+    def _check_catalogue(stored: dict[str, Any], info: DatasetInfo) -> None:
+        """The checkpoint's items must be the data's, id for id: equal counts alone would score wrong items."""
+        mine = [str(x) for x in stored.get("raw_item_ids", [])[1:]]
+        theirs = [str(x) for x in np.asarray(info.raw_item_ids)[1:].tolist()]
+        if mine != theirs:
+            where = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b), min(len(mine), len(theirs)))
+            a = mine[where] if where < len(mine) else "none"
+            b = theirs[where] if where < len(theirs) else "none"
+            raise ValueError(f"the checkpoint's catalogue ({len(mine)} items, from {stored.get('source')}) is not "
+                             f"the data's ({len(theirs)} items, {info.name}): dense item {where + 1} is raw id "
+                             f"{a!r} in the checkpoint and {b!r} in the data")
 
     def top_k(self, batch: dict[str, torch.Tensor], k: int, exclude_seen: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """(scores, items), each (B, k): the best items for the histories of ``batch`` (dense ids).
