@@ -199,3 +199,21 @@ def test_predict_refuses_data_whose_items_differ_from_the_checkpoint(tmp_path: P
     with pytest.raises(ValueError, match=r"catalogue .* dense item 1 is raw id '0' in the checkpoint and '100'"):
         run(["predict", *args, f"--data.path={b}", f"--ckpt_path={ckpt}", f"--predict_output={tmp_path / 'r.csv'}"])
     assert not (tmp_path / "r.csv").exists()
+
+
+class _Payload:  # what a crafted checkpoint hides: unpickling it would create a file
+    def __init__(self, target: str):
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def test_a_crafted_checkpoint_runs_no_code(tmp_path: Path) -> None:
+    import torch
+
+    evil, marker = tmp_path / "evil.ckpt", tmp_path / "pwned"
+    torch.save({"state_dict": {}, "hyper_parameters": {"x": _Payload(str(marker))}}, evil)
+    with pytest.raises(ValueError, match=r"evil\.ckpt: not a loadable seqrec checkpoint"):
+        Recommender.from_checkpoint(evil)
+    assert not marker.exists()

@@ -79,7 +79,13 @@ class Recommender:
         cls, path: str | os.PathLike[str], histories: Interactions | None = None, map_location: str = "cpu"
     ) -> "Recommender":
         """Loads a checkpoint written by ``seqrec fit``; histories default to the data it was trained on."""
-        module = SeqRecModule.load_from_checkpoint(path, map_location=map_location)
+        # weights_only: a checkpoint is data, never code (a crafted pickle would otherwise run on load).
+        try:
+            module = SeqRecModule.load_from_checkpoint(path, map_location=map_location, weights_only=True)
+        except FileNotFoundError:
+            raise
+        except Exception as e:  # unpickling errors come as many types; name the file
+            raise ValueError(f"{path}: not a loadable seqrec checkpoint ({type(e).__name__}: {e})") from None
         meta = getattr(module, "catalogue", None)
         if not meta:
             raise ValueError(f"{path}: no catalogue in this checkpoint (written by an older seqrec?)")
