@@ -72,3 +72,37 @@ def test_a_non_finite_loss_stops_training_naming_the_step(tmp_path: Path) -> Non
                          num_sanity_val_steps=0)
     with pytest.raises(FloatingPointError, match="loss is nan at global step 3"):
         trainer.fit(model, datamodule=dm)
+
+
+def test_seqrec_checkpoints_are_renamed_into_place_within_their_folder(tmp_path: Path, monkeypatch) -> None:
+    """A write that fails midway (disk full) leaves the previous checkpoint whole and no partial file, and the
+    temporary file lives beside the checkpoint (a rename, never a copy across filesystems)."""
+    from seqrec.train.checkpoint_io import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    path = tmp_path / "ckpts" / "last.ckpt"
+    io.save_checkpoint({"state": torch.arange(10)}, path)
+    good = path.read_bytes()
+    seen = []
+    real_save = torch.save
+
+    def full_disk(obj, f, *a, **k):  # writes half, then fails
+        seen.append(Path(f))
+        real_save(obj, f, *a, **k)
+        Path(f).write_bytes(Path(f).read_bytes()[:20])
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        io.save_checkpoint({"state": torch.arange(99)}, path)
+    assert seen[0].parent == path.parent and seen[0] != path
+    assert path.read_bytes() == good
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]
+
+
+def test_the_cli_trains_with_atomic_checkpoints(tiny: list[str], tmp_path: Path) -> None:
+    from seqrec.train.checkpoint_io import AtomicCheckpointIO
+
+    cli = run(["fit", *base(tiny, tmp_path), "--trainer.max_epochs=1", "--test_after_fit=false"])
+    assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+    assert (tmp_path / "best.ckpt").exists()

@@ -59,6 +59,13 @@ class SeqRecCLI(LightningCLI):
         self._add_test_report()
 
     def before_fit(self) -> None:
+        from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+        from seqrec.train.checkpoint_io import AtomicCheckpointIO
+
+        # Checkpoints never half-written under their final name (unless the config brought its own writer).
+        if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            self.trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         self._add_test_report()
         stats = self.datamodule.stats()
         print("Dataset " + self.datamodule.dataset_name + ": " + ", ".join(f"{k}={_fmt(v)}" for k, v in stats.items()))
