@@ -135,3 +135,14 @@ def test_no_progress_bar_without_a_terminal(tiny: list[str], tmp_path: Path) -> 
                f"--trainer.default_root_dir={tmp_path}", csv_logger(tmp_path), "--test_after_fit=false",
                "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1"])
     assert cli.trainer.progress_bar_callback is None
+
+
+def test_unloggable_monitor_and_nothing_to_evaluate_fail_before_training(tiny: list[str], tmp_path: Path) -> None:
+    base = ["fit", "--config", str(ROOT / "configs/sasrec_synthetic.yaml"), *tiny, *common(tmp_path, 1)]
+    with pytest.raises(ValueError, match=r"EarlyStopping monitors 'val/ndcg@10', which is never logged with model.ks=\[5\]"):
+        run([*base, "--model.ks=[5]"])
+    short = tmp_path / "short.txt"
+    short.write_text("1 5\n1 6\n2 5\n2 7\n")  # two interactions per user: none can be evaluated
+    with pytest.raises(ValueError, match="no user can be evaluated"):
+        run([*base, f"--data.path={short}", "--data.format=sasrec", "--data.sampled_eval=none"])
+    assert not list(tmp_path.rglob("*.ckpt"))  # refused before any training

@@ -150,3 +150,13 @@ def test_parquet_float_ids_are_refused(tmp_path: Path) -> None:
     pq.write_table(pa.table({"user_id": [1.0, 2.0], "item_id": [1, 2], "timestamp": [1, 2]}), f)
     with pytest.raises(DataFormatError, match="floating-point ids"):
         load(f)
+
+
+def test_byte_order_mark_and_non_utf8_text(tmp_path: Path) -> None:
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes("\ufeff1 5\n1 6\n2 5\n".encode("utf-8"))
+    assert load(bom).raw_user_ids.tolist() == [1, 2]  # the mark is not part of the first user id
+    binary = tmp_path / "data.bin"
+    binary.write_bytes(bytes(range(128, 256)) * 4)
+    with pytest.raises(DataFormatError, match=r"data\.bin: not a UTF-8 text file"):
+        load(binary)

@@ -103,6 +103,11 @@ def test_test_runs_keep_per_user_rows_and_compare(tmp_path, capsys) -> None:
     same = json.loads((tools(["compare", str(tmp_path / "a"), str(tmp_path / "a"), "--out", str(tmp_path / "s.json")])
                        and "{}") or (tmp_path / "s.json").read_text())
     assert same["metrics"]["ndcg@10"]["p_value"] == 1.0
+    # A run on other data (another synthetic draw: same ids, other people) is refused, not paired.
+    run(["fit", *common, "--trainer.max_epochs=1", "--data.synthetic.num_items=100",
+         f"--trainer.default_root_dir={tmp_path / 'other'}"])
+    with pytest.raises(ValueError, match="tested on different data"):
+        tools(["compare", str(tmp_path / "a"), str(tmp_path / "other")])
 
 
 @pytest.mark.slow

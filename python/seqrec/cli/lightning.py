@@ -58,6 +58,21 @@ class SeqRecCLI(LightningCLI):
     def before_test(self) -> None:
         self._add_test_report()
 
+    def _check_before_training(self) -> None:
+        """What would otherwise fail only after a whole epoch: nothing to evaluate, or monitors of metrics
+        that are never logged (``model.ks`` without the monitored cut-off)."""
+        dm, model = self.datamodule, self.model
+        if dm.split.users("val").size == 0:
+            raise ValueError(f"{dm.dataset_name}: no user can be evaluated (each needs at least 3 interactions "
+                             f"for leave-one-out, or interactions on both sides of the time cut-offs)")
+        model.dataset = dm.info  # metric_names needs the protocol; setup() attaches it again
+        logged = model.metric_names("val")
+        for cb in self.trainer.callbacks:
+            monitor = getattr(cb, "monitor", None)
+            if monitor and monitor not in logged:
+                raise ValueError(f"{type(cb).__name__} monitors {monitor!r}, which is never logged with "
+                                 f"model.ks={model.ks}: use one of {sorted(n for n in logged if '/' not in n[4:])}")
+
     def before_fit(self) -> None:
         from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
@@ -67,6 +82,7 @@ class SeqRecCLI(LightningCLI):
         if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             self.trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         self._add_test_report()
+        self._check_before_training()
         stats = self.datamodule.stats()
         print("Dataset " + self.datamodule.dataset_name + ": " + ", ".join(f"{k}={_fmt(v)}" for k, v in stats.items()))
         for logger in self.trainer.loggers:

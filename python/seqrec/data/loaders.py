@@ -187,8 +187,11 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         return "csv"
     if path.suffix == ".parquet":
         return "parquet"
-    with open(path) as f:
-        head = [line.split() for _, line in zip(range(100), f) if line.strip()]
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            head = [line.split() for _, line in zip(range(100), f) if line.strip()]
+    except UnicodeDecodeError as e:
+        raise DataFormatError(f"{path}: not a UTF-8 text file ({e}); give data.format for binary formats") from None
     return "sasrec" if head and all(len(p) == 2 for p in head) else "user_lines"
 
 

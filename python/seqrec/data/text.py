@@ -11,7 +11,7 @@ def read_lines(path: Path) -> list[str]:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of the first id
     except UnicodeDecodeError as e:
         raise DataFormatError(f"{path}: not a UTF-8 text file ({e})") from None
     lines = text.splitlines()

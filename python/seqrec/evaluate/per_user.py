@@ -103,9 +103,21 @@ def format_summary(summary: dict[str, Any], k: int) -> str:
     return "\n".join(lines)
 
 
+def _dataset_of(run: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The dataset a run was tested on (from its test_results.json), or None for runs that did not record it."""
+    path = Path(run) / "test_results.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text()).get("dataset")
+
+
 def compare(run_a: str | os.PathLike[str], run_b: str | os.PathLike[str], resamples: int = 1000) -> dict[str, Any]:
     """Paired comparison of two test runs on the users both evaluated (B minus A, per metric)."""
     a, b = read_per_user(run_a), read_per_user(run_b)
+    da, db = _dataset_of(run_a), _dataset_of(run_b)
+    if da is not None and db is not None and da != db:
+        raise ValueError(f"{run_a} and {run_b} were tested on different data ({da} vs {db}): their users are "
+                         "not the same people, so a paired comparison means nothing")
     common, ia, ib = np.intersect1d(a["user"], b["user"], return_indices=True)
     if common.size == 0:
         raise ValueError(f"{run_a} and {run_b} share no test users")

@@ -66,8 +66,11 @@ class TestReport(pl.Callback):
         if not trainer.is_global_zero:
             return
         root = Path(trainer.default_root_dir)
+        protocol = pl_module.describe_eval()
+        # What makes two runs comparable user by user (seqrec compare checks it).
+        dataset = {key: protocol[key] for key in ("dataset", "split", "items", "users")}
         record: dict[str, Any] = {"users": pl_module.evaluated["test"], "world_size": trainer.world_size,
-                                  "metrics": results}
+                                  "dataset": dataset, "metrics": results}
         self.summary = self._analyse(trainer, pl_module, root)
         if self.summary is not None:
             record.update(self.summary)

@@ -395,6 +395,13 @@ class SeqRecModule(pl.LightningModule):
         scores, items = self.top_k(batch, self.hparams.predict_k, self.exclude_seen)
         return {"users": batch["users"], "items": items, "scores": scores}
 
+    def metric_names(self, stage: str) -> set[str]:
+        """The names this module logs at the end of a ``stage`` ("val" or "test") pass."""
+        names = {f"{m}@{k}" for m in ("hr", "ndcg", "mrr") for k in self.ks}
+        sampled = self.dataset is not None and self.dataset.sampled_eval != "none"
+        prefixes = ["", "popularity/"] + (["sampled/", "popularity/sampled/"] if sampled else [])
+        return {f"{stage}/{p}{n}" for p in prefixes for n in names}
+
     def describe_eval(self) -> dict[str, Any]:
         """The protocol of the last test pass, for the results table."""
         info = self.dataset
