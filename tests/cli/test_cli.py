@@ -146,3 +146,15 @@ def test_unloggable_monitor_and_nothing_to_evaluate_fail_before_training(tiny: l
     with pytest.raises(ValueError, match="no user can be evaluated"):
         run([*base, f"--data.path={short}", "--data.format=sasrec", "--data.sampled_eval=none"])
     assert not list(tmp_path.rglob("*.ckpt"))  # refused before any training
+
+
+def test_two_fits_into_one_folder_never_overwrite_each_other(tiny: list[str], tmp_path: Path) -> None:
+    root = tmp_path / "run"
+    args = ["fit", "--config", str(ROOT / "configs/sasrec_synthetic.yaml"), *tiny, "--trainer.max_epochs=1",
+            f"--trainer.default_root_dir={root}", csv_logger(tmp_path / "logs"), "--trainer.enable_progress_bar=false"]
+    first = run(args)
+    before = (root / "test_results.json").read_bytes()
+    second = run([*args, "--seed_everything=7", "--data.seed=7"])
+    assert Path(second.trainer.default_root_dir) == tmp_path / "run-2"
+    assert (root / "test_results.json").read_bytes() == before and (tmp_path / "run-2" / "best.ckpt").exists()
+    assert first.model.results["test"] != second.model.results["test"]

@@ -38,6 +38,13 @@ class SeqRecCLI(LightningCLI):
         trainer = self.config[self.subcommand].get("trainer") if self.subcommand else self.config.get("trainer")
         if trainer is not None and trainer.get("enable_progress_bar") is None and not sys.stdout.isatty():
             trainer["enable_progress_bar"] = False
+        if self.subcommand == "fit" and trainer is not None and not self.config["fit"].get("ckpt_path"):
+            root = trainer.get("default_root_dir")
+            if root is not None:
+                fresh = free_run_folder(Path(root))
+                if fresh != Path(root):
+                    print(f"{root} holds a finished run: this one goes to {fresh}")
+                    trainer["default_root_dir"] = str(fresh)
 
     def before_predict(self) -> None:
         from seqrec.serve.predictions import RecommendationWriter
@@ -97,6 +104,19 @@ class SeqRecCLI(LightningCLI):
         if not self.config[self.subcommand].get("test_after_fit", True):
             return
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if has_best else None)
+
+
+def free_run_folder(root: Path) -> Path:
+    """``root``, or ``root-2``, ``root-3``, ... when it already holds a finished run (its best.ckpt or
+    test_results.json): a new fit never overwrites another run's results. Resuming (``--ckpt_path``) keeps it."""
+    def finished(folder: Path) -> bool:
+        return (folder / "best.ckpt").exists() or (folder / "test_results.json").exists()
+
+    candidate, n = root, 1
+    while finished(candidate):
+        n += 1
+        candidate = root.with_name(f"{root.name}-{n}")
+    return candidate
 
 
 def link_best(best: Path, root: Path) -> Path:
