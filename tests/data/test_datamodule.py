@@ -17,7 +17,7 @@ def test_train_batches_fixed_by_seed_and_epoch() -> None:
     a = SeqRecDataModule(synthetic=TINY, batch_size=32, max_len=8, num_negatives=2, seed=5, batch_tokens=0)
     b = SeqRecDataModule(synthetic=TINY, batch_size=32, max_len=8, num_negatives=2, seed=5, batch_tokens=0)
     ea, eb = epoch_batches(a, 0), epoch_batches(b, 0)
-    assert len(ea) == len(a.train_dataloader()) == 7
+    assert len(ea) == a.train_batches.num_batches(0) == 7
     for x, y in zip(ea, eb):
         for key in x:
             assert np.array_equal(x[key].numpy(), y[key].numpy())
@@ -100,7 +100,7 @@ def test_token_budget_batches() -> None:
     n = np.minimum(np.diff(split.train_offsets) - 1, 10)
     budget = int(round(16 * n[n > 0].mean()))
     batches = epoch_batches(dm, 0)
-    assert len(batches) == len(dm.train_dataloader())
+    assert len(batches) == dm.train_batches.num_batches(0)
     sizes = {b["inputs"].shape[0] for b in batches}
     assert len(sizes) > 2  # short sequences come in larger batches
     for b in batches:

@@ -1,5 +1,6 @@
 """SASRec must learn the synthetic dataset's sequential structure, which popularity cannot see."""
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 from seqrec.data.datamodule import SeqRecDataModule
@@ -12,12 +13,9 @@ def fit_and_test(tmp_path, loss: str, seed: int = 0, architecture: str = "sasrec
     pl.seed_everything(seed, verbose=False)
     dm = SeqRecDataModule(
         synthetic=SyntheticSpec(num_users=1200, num_items=300, num_clusters=10, mean_length=15.0, seed=2),
-        max_len=20,
-        batch_size=64,
         seed=seed,
         task=architecture,
-        mask_prob=0.3,
-        **(data_kwargs or {}),
+        **{"max_len": 20, "batch_size": 64, "mask_prob": 0.3, **(data_kwargs or {})},
     )
     model = SeqRecModule(architecture=architecture, num_items=dm.num_items, max_len=20, hidden_size=32,
                          dropout=0.1, loss=loss, lr=3e-3, **(model_kwargs or {}))
@@ -100,3 +98,23 @@ def test_chunked_evaluation_gives_the_same_metrics_in_training(tmp_path) -> None
     parts = run(["fit", *common, f"--trainer.default_root_dir={tmp_path / 'b'}", "--model.eval_chunk=17"])
     for stage in ("val", "test"):
         assert parts.model.results[stage] == pytest.approx(whole.model.results[stage], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_every_epoch_trains_all_its_batches_and_validates_when_batch_counts_vary(tmp_path) -> None:
+    """With length bucketing under a token budget the number of batches differs from epoch to epoch. Each
+    epoch must still run exactly its own batches, and validation must follow every epoch (a fixed length
+    taken from epoch 0 made Lightning drop batches or skip validations)."""
+    from seqrec.train.callbacks import TrainingClock
+
+    data_kwargs = {"batch_tokens": 60, "batch_size": 4}
+    dm = SeqRecDataModule(synthetic=SyntheticSpec(num_users=1200, num_items=300, num_clusters=10, mean_length=15.0,
+                                                  seed=2), max_len=20, seed=0, **data_kwargs)
+    builder = dm.batch_builder()
+    users, ends = builder.segments(np.arange(dm.interactions.num_users, dtype=np.int64), 0)
+    counts = [builder.num_batches(users, ends, 4, 0, e, bucket=True, max_tokens=60) for e in range(6)]
+    assert len(set(counts)) > 1, counts  # the case this test is about
+    clock = TrainingClock()
+    fit_and_test(tmp_path, "ce", data_kwargs=data_kwargs, callbacks=[clock])
+    assert [e for e, _, _ in clock.curve] == [1, 2, 3, 4, 5, 6]
+    assert clock.steps == counts

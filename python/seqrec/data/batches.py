@@ -56,18 +56,27 @@ class TrainBatches(IterableDataset):
         self.extra = extra  # adds per-batch side inputs (time buckets) computed from users, ends and inputs
         self.rank, self.world = rank, world  # data-parallel: this process trains every world-th batch
         self.fetch_seconds = 0.0  # time the consumer waited for batches this epoch (read by ThroughputMonitor)
-        self.num_batches = builder.num_batches(users, ends, batch_size, seed, 0, bucket=bucket, max_tokens=max_tokens,
-                                               rank=rank, world=world)
-        # One over the targets of an average batch of the whole epoch (the same on every rank), from the plan.
-        scale = builder.loss_scale(users, ends, batch_size, seed, 0, bucket=bucket, max_tokens=max_tokens)
-        self.loss_scale = torch.tensor(scale, dtype=torch.float32)
+        self.loss_scale = self._loss_scale(0)
 
-    def __len__(self) -> int:
-        return self.num_batches
+    # No __len__ on purpose: with length bucketing under a token budget the number of batches changes from
+    # epoch to epoch, and a length fixed at epoch 0 made Lightning cut epochs short or skip validations. The
+    # epoch ends when the engine's epoch ends.
+    def num_batches(self, epoch: int) -> int:
+        """This rank's batches in ``epoch``."""
+        return self.builder.num_batches(self.users, self.ends, self.batch_size, self.seed, epoch, bucket=self.bucket,
+                                        max_tokens=self.max_tokens, rank=self.rank, world=self.world)
+
+    def _loss_scale(self, epoch: int) -> torch.Tensor:
+        # One over the targets of an average batch of the whole epoch (the same on every rank), from the plan.
+        scale = self.builder.loss_scale(self.users, self.ends, self.batch_size, self.seed, epoch, bucket=self.bucket,
+                                        max_tokens=self.max_tokens)
+        return torch.tensor(scale, dtype=torch.float32)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        epoch = self.epoch()
+        self.loss_scale = self._loss_scale(epoch)
         batches = self.builder.epoch(
-            self.users, self.ends, self.batch_size, self.seed, self.epoch(), bucket=self.bucket,
+            self.users, self.ends, self.batch_size, self.seed, epoch, bucket=self.bucket,
             prefetch=self.prefetch, max_tokens=self.max_tokens, rank=self.rank, world=self.world,
         )
         self.fetch_seconds = 0.0

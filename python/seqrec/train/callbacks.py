@@ -102,7 +102,9 @@ class TrainingClock(pl.Callback):
         self.monitor = monitor
         self.seconds = 0.0
         self.curve: list[tuple[int, float, float]] = []
+        self.steps: list[int] = []  # training batches of each epoch
         self._start: float | None = None
+        self._batches = 0
 
     def _stop(self) -> None:
         if self._start is not None:
@@ -111,6 +113,11 @@ class TrainingClock(pl.Callback):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start = time.perf_counter()
+        self._batches = 0
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self._batches += 1
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
@@ -126,3 +133,4 @@ class TrainingClock(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._stop()
+        self.steps.append(self._batches)
