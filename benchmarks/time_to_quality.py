@@ -85,7 +85,7 @@ def table(runs: list[dict[str, Any]]) -> str:
     if ref_best:
         lines.append(f"Reference: full CE's best validation NDCG@10, {ref_best:.4f}.")
         lines.append("")
-    head = ["config", "recipe", "seed", "epochs", "train s", "early stop", "best val NDCG@10"]
+    head = ["config", "recipe", "seed", "budget min", "epochs", "train s", "early stop", "best val NDCG@10"]
     head += [f"s to {int(f * 100)}% of CE" for f in FRACTIONS] + ["test HR@10", "test NDCG@10"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
@@ -95,7 +95,8 @@ def table(runs: list[dict[str, Any]]) -> str:
             s = seconds_to(r["curve"], f * ref_best) if ref_best else None
             reach.append("–" if s is None else f"{s:.0f}")
         test = r.get("test", {})
-        lines.append(f"| {r['config']} | {r['recipe']} | {r['seed']} | {r['epochs']} | {r['train_seconds']:.0f} | "
+        lines.append(f"| {r['config']} | {r['recipe']} | {r['seed']} | {r['budget_minutes']:g} | {r['epochs']} | "
+                     f"{r['train_seconds']:.0f} | "
                      f"{'yes' if r['early_stopped'] else 'no'} | {best:.4f} | " + " | ".join(reach) +
                      f" | {test.get('hr@10', float('nan')):.4f} | {test.get('ndcg@10', float('nan')):.4f} |")
     lines += ["", "Recipes (overrides of the config):", ""]
