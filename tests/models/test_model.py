@@ -82,3 +82,12 @@ def test_score_items_shared_negatives_equal_per_position_scores() -> None:
     emb = model.item_embeddings.detach()
     got = model.score_items(hidden, shared).detach()
     assert float(got[1, 2, 4]) == pytest.approx(float(hidden[1, 2] @ emb[shared[1, 0, 4]]), abs=1e-5)
+
+
+def test_the_model_masks_with_the_engines_mask_token(store) -> None:
+    """One rule for the mask token: the engine's default (seqrec-core) is the model's."""
+    from seqrec._core import BatchBuilder
+    from seqrec.models import BERT4Rec, ModelConfig
+
+    engine = BatchBuilder(store, 8, task="bert4rec", negatives="none").mask_token
+    assert engine == BERT4Rec(ModelConfig(num_items=store.num_items)).mask_token == store.num_items + 1

@@ -11,6 +11,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from seqrec.data.datamodule import SeqRecDataModule
 from seqrec.evaluate.test_report import TestReport
+from seqrec.files import write_atomically
 from seqrec.train.module import SeqRecModule
 
 
@@ -121,16 +122,15 @@ def free_run_folder(root: Path) -> Path:
 
 def link_best(best: Path, root: Path) -> Path:
     """Points ``root/best.ckpt`` at the run's best checkpoint: a path that does not change between runs."""
-    link = root / "best.ckpt"
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / ".best.ckpt.tmp"
-    tmp.unlink(missing_ok=True)
-    try:
-        tmp.symlink_to(os.path.relpath(best.resolve(), root.resolve()))
-    except OSError:  # no symlinks here (some Windows setups): a copy
-        shutil.copyfile(best, tmp)
-    os.replace(tmp, link)
-    return link
+    target = os.path.relpath(best.resolve(), root.resolve())
+
+    def make(tmp: Path) -> None:
+        try:
+            tmp.symlink_to(target)
+        except OSError:  # no symlinks here (some Windows setups): a copy
+            shutil.copyfile(best, tmp)
+
+    return write_atomically(root / "best.ckpt", make)
 
 
 def _fmt(v: object) -> str:

@@ -34,9 +34,11 @@ class RecommendationWriter(pl.Callback):
         if not trainer.is_global_zero:  # every rank predicted every user; one writes
             return
 
-        data = trainer.datamodule.interactions  # type: ignore[attr-defined]
+        info = pl_module.dataset  # the data module's description, attached to the model at setup
+        if info is None:
+            raise ValueError("predict needs the data module's dataset description (use SeqRecDataModule)")
         users = torch.cat([p["users"] for p in self._parts]).numpy()
         items = torch.cat([p["items"] for p in self._parts]).numpy()
         scores = torch.cat([p["scores"] for p in self._parts]).numpy()
-        path = write_table(recommendation_rows(data.raw_user_ids[users], data.raw_item_ids, items, scores), self.output)
+        path = write_table(recommendation_rows(info.raw_user_ids[users], info.raw_item_ids, items, scores), self.output)
         print(f"wrote top-{items.shape[1]} recommendations of {users.size} users to {path}")
