@@ -62,6 +62,9 @@ RECIPES = {
     # The catalogue-scale path: one batch-wide pool joined by the batch's targets, row-sparse updates.
     "pool_sparse": dict(data=dict(negatives="uniform", negative_pool=8192, pool_in_batch=True),
                         model=dict(sparse_embeddings=True)),
+    # The same with the 2,048-item pool that the S3 Beauty config trains with.
+    "pool_sparse_2k": dict(data=dict(negatives="uniform", negative_pool=2048, pool_in_batch=True),
+                           model=dict(sparse_embeddings=True)),
 }
 
 
@@ -133,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--users", type=int, default=500_000)
     p.add_argument("--mean-length", type=float, default=20.0)
     p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    p.add_argument("--recipes", nargs="+", default=["shared_dense", "pool_sparse"], choices=list(RECIPES))
     p.add_argument("--train-steps", type=int, default=60)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--eval-users", type=int, default=2048)

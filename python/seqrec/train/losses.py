@@ -134,15 +134,15 @@ def pool_softmax(
         pos_logits = pos_logits - pos_logq
     if pool_logq is not None:
         pool_logits = pool_logits - pool_logq
-    drop = masked
+    if masked is not None:
+        pool_logits = pool_logits.masked_fill(masked, float("-inf"))
     if target_index is not None:
-        hit = target_index >= 0
-        rows = torch.nonzero(hit).squeeze(-1)
-        hits = torch.zeros_like(pool_logits, dtype=torch.bool)
-        hits[rows, target_index[rows]] = True
-        drop = hits if drop is None else drop | hits
-    if drop is not None:
-        pool_logits = pool_logits.masked_fill(drop, float("-inf"))
+        # Accidental hits: at most one per row, so T scattered writes instead of a (T, P) mask; out of place,
+        # since autograd needs the logits as they were.
+        rows = torch.nonzero(target_index >= 0).squeeze(-1)
+        if rows.numel():
+            minus_inf = torch.full((rows.numel(),), float("-inf"), dtype=pool_logits.dtype, device=pool_logits.device)
+            pool_logits = pool_logits.index_put((rows, target_index[rows]), minus_inf)
     lse = torch.logaddexp(pos_logits, torch.logsumexp(pool_logits, dim=-1))
     per_position = lse - pos_logits
     if reduction == "none":
