@@ -294,3 +294,11 @@ def test_data_module_rejects_a_pool_with_per_position_modes() -> None:
 
     with pytest.raises(ValueError, match="negative_pool"):
         SeqRecDataModule(synthetic=SyntheticSpec(num_users=50, num_items=40), negative_pool=8, negatives="mixed")
+
+
+def test_data_module_caps_a_uniform_pool_at_the_catalogue() -> None:
+    from seqrec.data.datamodule import SeqRecDataModule
+    from seqrec.data.source import SyntheticSpec
+
+    dm = SeqRecDataModule(synthetic=SyntheticSpec(num_users=50, num_items=40, mean_length=8.0), negative_pool=4096)
+    assert dm.batch_builder().pool_size == dm.num_items
