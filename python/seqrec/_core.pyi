@@ -41,7 +41,7 @@ class BatchBuilder:
     engine's pool (RAYON_NUM_THREADS threads; single-threaded in a forked child).
 
     ``pool_size > 0`` or ``pool_in_batch`` replaces per-position negatives by one candidate pool per batch:
-    ``pool_size`` items drawn by ``negatives`` (uniform: distinct, without replacement; popularity: alias
+    ``pool_size`` items drawn by ``negatives`` (uniform: distinct, without replacement, at most the catalogue; popularity: alias
     draws, duplicates merged), joined with ``pool_in_batch`` by the batch's targets; ``pool_mask_history``
     also reports which pool items each row's user has in their history.
     """

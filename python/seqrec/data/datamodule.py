@@ -58,8 +58,8 @@ class SeqRecDataModule(pl.LightningDataModule):
         negatives: ``K`` items drawn by ``negatives`` (``uniform``: distinct, without replacement;
         ``popularity``: by count ** ``popularity_alpha``, duplicates merged), each with the log-probability
         that it is in the pool for logQ correction (loss ``sampled_softmax``). A pool item equal to a
-        position's target is never its negative. K equal to the catalogue with uniform draws is full CE; a
-        larger uniform K is capped at the catalogue.
+        position's target is never its negative. K equal to (or above) the catalogue with uniform draws is the
+        whole catalogue: exactly full CE.
     pool_in_batch : bool
         Join the batch's own targets to the pool (mixed negative sampling, Yang et al. 2020).
     pool_mask_history : bool
@@ -297,8 +297,7 @@ class SeqRecDataModule(pl.LightningDataModule):
                 alpha=self.popularity_alpha,
                 pad_to_max=not self.length_bucketing,
                 mask_prob=self.mask_prob,
-                # A pool as large as the catalogue is the catalogue (exactly full CE): cap it there.
-                pool_size=min(self.negative_pool, self.num_items) if self.negatives == "uniform" else self.negative_pool,
+                pool_size=self.negative_pool,
                 pool_in_batch=self.pool_in_batch,
                 pool_mask_history=self.pool_mask_history,
             )

@@ -77,14 +77,13 @@ impl CandidatePool {
                 message: "the pool needs sampled items (size >= 1) or the batch's targets (in_batch)".into(),
             });
         }
-        if sampling == PoolSampling::Uniform && size as u64 > num_items {
-            return Err(CoreError::BadOption {
-                name: "negative_pool",
-                message: format!(
-                    "{size} distinct uniform items asked of a catalogue of {num_items}; at most {num_items}"
-                ),
-            });
-        }
+        // A uniform pool as large as the catalogue is the catalogue (the softmax is then exactly full CE):
+        // a larger size means the same.
+        let size = if sampling == PoolSampling::Uniform {
+            size.min(num_items as usize)
+        } else {
+            size
+        };
         if !alpha.is_finite() || alpha < 0.0 {
             return Err(CoreError::BadOption {
                 name: "alpha",
@@ -134,34 +133,15 @@ impl CandidatePool {
         }
         items.sort_unstable();
         items.dedup();
-        let logq = items
-            .iter()
-            .map(|&i| {
-                let a = if self.size > 0 {
-                    self.sampled_inclusion(i as usize)
-                } else {
-                    0.0
-                };
-                // Chance that one of the batch's targets is the item: 1 - (1 - f)^T.
-                let b = if num_targets > 0 {
-                    -((num_targets as f64) * (-self.freq[i as usize]).ln_1p()).exp_m1()
-                } else {
-                    0.0
-                };
-                let included = 1.0 - (1.0 - a) * (1.0 - b);
-                included.max(f64::MIN_POSITIVE).ln() as f32
-            })
-            .collect();
+        let logq = items.iter().map(|&i| self.log_inclusion(i, num_targets)).collect();
         PoolDraw { items, logq }
     }
 
     /// log P(item in the pool) for an item that may not be in it (the targets' correction).
+    /// The pool holds an item when its sampled part does (probability a) or one of the batch's
+    /// `num_targets` targets is it (b = 1 - (1 - f)^T, in-batch pools only).
     pub fn log_inclusion(&self, item: i64, num_targets: usize) -> f32 {
-        let a = if self.size > 0 {
-            self.sampled_inclusion(item as usize)
-        } else {
-            0.0
-        };
+        let a = self.sampled_inclusion(item as usize);
         let b = if self.in_batch && num_targets > 0 {
             -((num_targets as f64) * (-self.freq[item as usize]).ln_1p()).exp_m1()
         } else {
@@ -293,9 +273,11 @@ mod tests {
     }
 
     #[test]
-    fn rejects_impossible_pools() {
+    fn rejects_impossible_pools_and_caps_uniform_ones_at_the_catalogue() {
         let s = store();
-        assert!(CandidatePool::new(&s, PoolSampling::Uniform, 11, false, false, 1.0).is_err());
+        let capped = CandidatePool::new(&s, PoolSampling::Uniform, 11, false, false, 1.0).unwrap();
+        assert_eq!(capped.size, 10);
+        assert_eq!(capped.draw(&mut Rng::new(0), &[]).items, (1..=10).collect::<Vec<i64>>());
         assert!(CandidatePool::new(&s, PoolSampling::Uniform, 0, false, false, 1.0).is_err());
         assert!(CandidatePool::new(&s, PoolSampling::Popularity, 5, false, false, f64::NAN).is_err());
     }
