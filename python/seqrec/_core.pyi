@@ -6,8 +6,12 @@ import numpy as np
 import numpy.typing as npt
 from typing_extensions import Self
 
-__all__ = ["SequenceStore", "BatchBuilder", "EpochIterator", "__version__"]
+__all__ = ["SequenceStore", "BatchBuilder", "EpochIterator", "LIMITS", "__version__"]
 __version__: str
+LIMITS: dict[str, int]
+"""The engine's upper bounds on user-given sizes: num_items, max_len, num_negatives (also sampled-protocol
+candidates per user), negative_pool, batch_size, prefetch, batch_cells (elements of one batch buffer; also
+the token budget's bound)."""
 
 _I64 = npt.NDArray[np.int64]
 

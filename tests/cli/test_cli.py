@@ -158,3 +158,22 @@ def test_two_fits_into_one_folder_never_overwrite_each_other(tiny: list[str], tm
     assert Path(second.trainer.default_root_dir) == tmp_path / "run-2"
     assert (root / "test_results.json").read_bytes() == before and (tmp_path / "run-2" / "best.ckpt").exists()
     assert first.model.results["test"] != second.model.results["test"]
+
+
+@pytest.mark.parametrize("subcommand", ["fit", "validate", "test", "predict"])
+def test_a_damaged_checkpoint_is_named_not_a_traceback(subcommand: str, tiny: list[str], tmp_path: Path) -> None:
+    bad = tmp_path / "damaged.ckpt"
+    bad.write_bytes(b"PK\x03\x04 not a checkpoint" * 20)
+    base = [subcommand, "--config", str(ROOT / "configs/sasrec_synthetic.yaml"), *tiny, *common(tmp_path, 1)]
+    with pytest.raises(ValueError, match=r"damaged\.ckpt: not a readable checkpoint"):
+        run([*base, f"--ckpt_path={bad}"])
+
+
+def test_the_console_script_prints_one_line_for_a_bad_checkpoint(tmp_path: Path) -> None:
+    bad = tmp_path / "random.ckpt"
+    bad.write_bytes(bytes(range(256)) * 8)
+    proc = subprocess.run([sys.executable, "-m", "seqrec.cli", "test", "--config", str(ROOT / "configs/sasrec_synthetic.yaml"),
+                           f"--ckpt_path={bad}"], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert f"seqrec: error: {bad}: not a readable checkpoint" in proc.stderr
+    assert "Traceback" not in proc.stderr and "weights_only` set to `False`" not in proc.stderr

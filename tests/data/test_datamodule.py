@@ -128,3 +128,31 @@ def test_csv_with_own_column_names(tmp_path: Path) -> None:
     assert dm.interactions.num_users == 4 and dm.split.eval_users.size == 4
     with pytest.raises(ValueError, match="missing column"):
         SeqRecDataModule(path=str(path))
+
+
+@pytest.mark.parametrize(("options", "named"), [
+    ({"batch_size": 2**58}, "batch_size"),
+    ({"prefetch": 10**9}, "prefetch"),
+    ({"num_negatives": 2**40}, "num_negatives"),
+    ({"negatives": "popularity", "num_negatives": 2**33}, "num_negatives"),
+    ({"negatives": "in_batch", "num_in_batch": 2**40}, "num_in_batch"),
+    ({"max_len": 10**9}, "max_len"),
+    ({"negative_pool": 2**40}, "negative_pool"),
+    ({"batch_tokens": 2**62}, "batch_tokens"),
+    ({"sampled_eval": "uniform", "num_sampled": 2**40}, "num_sampled"),
+])
+def test_huge_options_end_to_end_are_errors_naming_them(options: dict, named: str) -> None:
+    """Issue 14's sizes through the data module as a config gives them: a ValueError naming the option by
+    the data module's own name, at construction or the first batch, never a panic or an allocation abort."""
+    with pytest.raises(ValueError, match=named):
+        dm = SeqRecDataModule(synthetic=TINY, **options)
+        dm.setup("fit")
+        next(iter(dm.train_dataloader()))
+        next(iter(dm.val_dataloader()))
+
+
+def test_a_window_stride_longer_than_a_history_trains_one_window_per_user() -> None:
+    dm = SeqRecDataModule(synthetic=TINY, max_len=5, window_stride=61)
+    dm.setup("fit")
+    users = np.concatenate([b["users"].numpy() for b in dm.train_dataloader()])
+    assert np.bincount(users).max() == 1  # each trainable user once: a 61-step stride leaves one window

@@ -160,3 +160,29 @@ def test_byte_order_mark_and_non_utf8_text(tmp_path: Path) -> None:
     binary.write_bytes(bytes(range(128, 256)) * 4)
     with pytest.raises(DataFormatError, match=r"data\.bin: not a UTF-8 text file"):
         load(binary)
+
+
+def test_a_directory_with_a_file_format_is_a_clear_error(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for fmt in ("sasrec", "user_lines", "movielens", "csv", "parquet"):
+        with pytest.raises(DataFormatError, match=f"is a directory, but data.format '{fmt}' reads a file"):
+            load(folder, fmt)
+
+
+def test_a_repeated_csv_column_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "dup.csv"
+    path.write_text("user_id,item_id,item_id,timestamp\n1,2,3,4\n1,3,4,5\n")
+    with pytest.raises(DataFormatError, match=r"dup.csv: column\(s\) \['item_id'\] appear more than once"):
+        load(path)
+
+
+def test_three_column_lines_are_not_taken_for_one_user_per_line(tmp_path: Path) -> None:
+    """'user item timestamp' lines repeat users, which one-user-per-line files never do: the error says what
+    the file looks like instead of 'user 1 already appeared on line 1'."""
+    path = tmp_path / "rows.txt"
+    path.write_text("1 5 100\n1 6 101\n2 5 102\n")
+    with pytest.raises(DataFormatError, match="lines have 3 columns and the first column repeats"):
+        load(path)
+    path.write_text("1 5 6\n2 5\n3 7 8 9\n")  # a real one-user-per-line file is still detected
+    assert detect_format(path) == "user_lines"

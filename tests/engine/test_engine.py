@@ -191,6 +191,17 @@ def test_stopping_an_epoch_early_and_errors_surface(store) -> None:
         next(it)
 
 
+def test_popularity_negatives_say_when_unseen_items_have_no_weight() -> None:
+    """Items never interacted with have popularity 0: a user with unseen items left, all of weight 0, is told
+    so (not that they interacted with every item, which is false)."""
+    store = SequenceStore(np.array([0, 2], dtype=np.int64), np.array([1, 2], dtype=np.int32), 5)
+    with pytest.raises(ValueError, match="user 0 has 3 unseen items, but all of them have sampling weight 0"):
+        store.popularity_negatives(np.array([0], dtype=np.int64), 4)
+    builder = BatchBuilder(store, 4, num_negatives=2, negatives="popularity")
+    with pytest.raises(ValueError, match="3 unseen items, but all of them have sampling weight 0"):
+        builder.build(np.array([0], dtype=np.int64))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "pattern"),
     [

@@ -214,6 +214,61 @@ def test_a_crafted_checkpoint_runs_no_code(tmp_path: Path) -> None:
 
     evil, marker = tmp_path / "evil.ckpt", tmp_path / "pwned"
     torch.save({"state_dict": {}, "hyper_parameters": {"x": _Payload(str(marker))}}, evil)
-    with pytest.raises(ValueError, match=r"evil\.ckpt: not a loadable seqrec checkpoint"):
+    with pytest.raises(ValueError, match=r"evil\.ckpt: not a readable checkpoint"):
         Recommender.from_checkpoint(evil)
     assert not marker.exists()
+
+
+def test_export_is_all_or_nothing(trained: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Onto a file: a clear error. A missing ONNX extra: a message and nothing written. A failure after the
+    embeddings are written (here the ONNX step): the earlier export's files stay as they were, no mix."""
+    import builtins
+
+    import seqrec.serve.export as export_module
+
+    ckpt, _ = trained
+    afile = tmp_path / "taken"
+    afile.write_text("x")
+    with pytest.raises(ValueError, match=r"taken: exists and is not a folder"):
+        tools(["export", str(ckpt), str(afile), "--no-onnx"])
+
+    out = tmp_path / "out"
+    real_import = builtins.__import__
+
+    def no_onnxscript(name: str, *args, **kwargs):
+        if name == "onnxscript":
+            raise ImportError("No module named 'onnxscript'")
+        return real_import(name, *args, **kwargs)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(builtins, "__import__", no_onnxscript)
+        with pytest.raises(ValueError, match=r"pip install 'seqrec\[export\]'"):
+            tools(["export", str(ckpt), str(out)])
+    assert not out.exists()
+
+    assert tools(["export", str(ckpt), str(out), "--no-onnx"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    (out / "item_embeddings.npy").write_bytes(b"old")  # mark the old set
+    def failing_onnx(module, path):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(export_module, "export_onnx", failing_onnx)
+    with pytest.raises(OSError, match="No space left"):
+        export_module.export(ckpt, out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(before)  # no scorer.onnx, no staging folder left
+    assert (out / "item_embeddings.npy").read_bytes() == b"old"  # the new embeddings were not moved in
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_a_checkpoint_naming_some_other_file_never_echoes_it(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    ckpt, _ = trained
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password=hunter2 and more\n")
+    state = torch.load(ckpt, weights_only=True)
+    state["seqrec_dataset"]["source"] = {"path": str(secret), "format": "sasrec"}
+    crafted = tmp_path / "crafted.ckpt"
+    torch.save(state, crafted)
+    with pytest.raises(ValueError) as err:
+        Recommender.from_checkpoint(crafted)
+    assert "crafted.ckpt: the training data it names" in str(err.value) and str(secret) in str(err.value)
+    assert "hunter2" not in str(err.value)

@@ -106,3 +106,15 @@ def test_the_cli_trains_with_atomic_checkpoints(tiny: list[str], tmp_path: Path)
     cli = run(["fit", *base(tiny, tmp_path), "--trainer.max_epochs=1", "--test_after_fit=false"])
     assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
     assert (tmp_path / "best.ckpt").exists()
+
+
+def test_a_truncated_checkpoint_is_named_on_load(tmp_path: Path) -> None:
+    import torch
+    from seqrec.train.checkpoint_io import AtomicCheckpointIO
+
+    path = tmp_path / "epoch=3.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(1000)}}, path)
+    assert AtomicCheckpointIO().load_checkpoint(path)["state_dict"]["w"].sum() == 1000
+    path.write_bytes(path.read_bytes()[:500])  # what a full disk under Lightning's own writer leaves
+    with pytest.raises(ValueError, match=r"epoch=3\.ckpt: not a readable checkpoint \(RuntimeError"):
+        AtomicCheckpointIO().load_checkpoint(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -32,6 +33,12 @@ def main() -> None:
         raise SystemExit(code)
     from seqrec.cli.lightning import run
 
-    run()
+    try:
+        run()
+    except (FileNotFoundError, ValueError) as e:  # bad options, files and checkpoints: a message
+        if os.environ.get("SEQREC_TRACEBACK"):
+            raise
+        print(f"seqrec: error: {e}\n(set SEQREC_TRACEBACK=1 for the traceback)", file=sys.stderr)
+        raise SystemExit(2) from None
 
 

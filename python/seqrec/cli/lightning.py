@@ -33,6 +33,19 @@ class SeqRecCLI(LightningCLI):
         parser.add_argument("--predict_output", type=str, default="recommendations.csv",
                             help="seqrec predict: where the top-k go (.csv or .parquet).")
 
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads --ckpt_path's hyperparameters before anything else; a damaged file would end in
+        # torch's page-long unpickling advice without naming the file.
+        from seqrec.train.checkpoint_io import unreadable
+
+        try:
+            super()._parse_ckpt_path()
+        except (SystemExit, FileNotFoundError):
+            raise
+        except Exception as e:
+            path = self.config[self.config.subcommand].get("ckpt_path")
+            raise unreadable(path, e) from None
+
     def before_instantiate_classes(self) -> None:
         # A progress bar redrawn into a log file (CI, nohup) is noise: without a terminal, show none unless
         # the config or command line asked for one.

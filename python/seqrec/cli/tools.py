@@ -103,7 +103,10 @@ def tools(argv: list[str]) -> int:
     if args.command == "export":
         from seqrec.serve.export import export
 
-        written = export(args.checkpoint, args.out, onnx=not args.no_onnx)
+        try:
+            written = export(args.checkpoint, args.out, onnx=not args.no_onnx)
+        except ImportError as e:  # the optional extra is missing: say which, nothing was written
+            raise ValueError(str(e)) from None
         print("wrote: " + ", ".join(str(p) for p in written))
         return 0
     from seqrec.evaluate.plots import plot_run

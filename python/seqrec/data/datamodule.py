@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from seqrec._core import BatchBuilder, SequenceStore
+from seqrec._core import LIMITS, BatchBuilder, SequenceStore
 from seqrec.data.batches import FixedBatches, TrainBatches, derive_seed, history_batches
 from seqrec.data.description import DatasetInfo
 from seqrec.data.features import (
@@ -156,6 +156,11 @@ class SeqRecDataModule(pl.LightningDataModule):
                             ("window_stride", window_stride), ("negative_pool", negative_pool)):
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
+        # The engine checks every size it is given, under its own argument names; these two reach it renamed.
+        for name, value, limit in (("num_sampled", num_sampled, LIMITS["num_negatives"]),
+                                   ("batch_tokens", batch_tokens or 0, LIMITS["batch_cells"])):
+            if value > limit:
+                raise ValueError(f"data.{name}: {value} is above the limit of {limit}")
         self.path = path
         self.format = format
         self.columns = tuple(columns)

@@ -104,6 +104,10 @@ def load_table(
             table = pacsv.read_csv(path, convert_options=options)
     except pa.ArrowInvalid as e:
         raise DataFormatError(f"{path}: {e}") from None
+    names = table.column_names
+    repeated = sorted({c for c in names if names.count(c) > 1})
+    if repeated:
+        raise DataFormatError(f"{path}: column(s) {repeated} appear more than once in the header {names}")
     wanted = [c for c in (user_col, item_col, time_col) if c is not None]
     missing = [c for c in wanted if c not in table.column_names]
     if missing:
@@ -192,7 +196,20 @@ def detect_format(path: str | os.PathLike[str]) -> str:
             head = [line.split() for _, line in zip(range(100), f) if line.strip()]
     except UnicodeDecodeError as e:
         raise DataFormatError(f"{path}: not a UTF-8 text file ({e}); give data.format for binary formats") from None
-    return "sasrec" if head and all(len(p) == 2 for p in head) else "user_lines"
+    if head and all(len(p) == 2 for p in head):
+        return "sasrec"
+    firsts = [p[0] for p in head]
+    if len(set(firsts)) < len(firsts):
+        # One user per line is the only other text format, and it never repeats a user: lines such as
+        # 'user item timestamp' would otherwise be misread as a user with two items, then fail confusingly.
+        widths = sorted({len(p) for p in head})
+        raise DataFormatError(
+            f"{path}: lines have {'/'.join(map(str, widths))} columns and the first column repeats, which fits "
+            "neither text format: 'user item' lines (sasrec) have 2 columns, and one user per line "
+            "('user item1 item2 ...', user_lines) never repeats a user. For 'user item timestamp' rows, write a "
+            "CSV with a header (user_id,item_id,timestamp)"
+        )
+    return "user_lines"
 
 
 def load(path: str | os.PathLike[str], format: str = "auto", **table_kwargs: str | None) -> Interactions:
@@ -204,6 +221,9 @@ def load(path: str | os.PathLike[str], format: str = "auto", **table_kwargs: str
         raise FileNotFoundError(f"{path}: no such file")
     if format == "auto":
         format = detect_format(path)
+    elif path.is_dir() and format != "prepared":
+        raise DataFormatError(f"{path}: is a directory, but data.format {format!r} reads a file; a directory is "
+                              "a prepared dataset (data.format prepared or auto)")
     if format == "sasrec":
         return load_sasrec(path)
     if format == "user_lines":

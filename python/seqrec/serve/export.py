@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -53,10 +54,7 @@ def export_embeddings(recommender: Recommender, out: Path) -> list[Path]:
 
 def export_onnx(module: SeqRecModule, path: Path) -> Path:
     """The scorer as ONNX with a dynamic batch dimension; inputs are padded to ``max_len``."""
-    try:
-        import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
-    except ImportError:
-        raise ImportError("ONNX export needs onnx and onnxscript: pip install 'seqrec[export]'") from None
+    _check_onnx_extra()
     scorer = Scorer(module).eval()
     max_len = int(module.hparams.max_len)
     example = torch.ones(2, max_len, dtype=torch.long)
@@ -74,22 +72,47 @@ def export_onnx(module: SeqRecModule, path: Path) -> Path:
 
 
 def export(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], onnx: bool = True) -> list[Path]:
-    """Writes the embeddings, the ONNX scorer (optional) and ``export.json`` describing them into ``out``."""
+    """Writes the embeddings, the ONNX scorer (optional) and ``export.json`` describing them into ``out``.
+
+    All or nothing: the files are made in a staging folder beside ``out`` and moved in only when every one
+    is written, so a failure (a missing extra, a full disk) never leaves a mixed set of old and new files.
+    """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: exists and is not a folder; export writes several files into a folder")
+    if onnx:
+        _check_onnx_extra()
     recommender = Recommender.from_checkpoint(checkpoint)
     module = recommender.module
-    written = export_embeddings(recommender, out)
-    if onnx:
-        written.append(export_onnx(module, out / "scorer.onnx"))
-    meta = {
-        "checkpoint": str(checkpoint),
-        "architecture": module.hparams.architecture,
-        "num_items": int(module.hparams.num_items),
-        "max_len": int(module.hparams.max_len),
-        "hidden_size": int(module.hparams.hidden_size),
-        "inputs": "dense item ids 1..num_items, left-padded with 0 to max_len; row i of item_embeddings is "
-                  "dense id i + 1, whose raw id is item_embeddings.parquet's item_id",
-    }
-    write_atomically(out / "export.json", lambda p: p.write_text(json.dumps(meta, indent=2)))
-    return [*written, out / "export.json"]
+    staging = out.with_name(f".{out.name}.export.partial")
+    shutil.rmtree(staging, ignore_errors=True)  # a killed export's leftovers
+    staging.mkdir(parents=True)
+    try:
+        names = [p.name for p in export_embeddings(recommender, staging)]
+        if onnx:
+            names.append(export_onnx(module, staging / "scorer.onnx").name)
+        meta = {
+            "checkpoint": str(checkpoint),
+            "architecture": module.hparams.architecture,
+            "num_items": int(module.hparams.num_items),
+            "max_len": int(module.hparams.max_len),
+            "hidden_size": int(module.hparams.hidden_size),
+            "inputs": "dense item ids 1..num_items, left-padded with 0 to max_len; row i of item_embeddings is "
+                      "dense id i + 1, whose raw id is item_embeddings.parquet's item_id",
+        }
+        (staging / "export.json").write_text(json.dumps(meta, indent=2))
+        names.append("export.json")
+        out.mkdir(parents=True, exist_ok=True)
+        for name in names:  # renames within one filesystem: each file whole
+            os.replace(staging / name, out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [out / name for name in names]
+
+
+def _check_onnx_extra() -> None:
+    try:
+        import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
+    except ImportError:
+        raise ImportError("ONNX export needs onnx and onnxscript: pip install 'seqrec[export]' "
+                          "(or export the embeddings alone with onnx=False / --no-onnx)") from None

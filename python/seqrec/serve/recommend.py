@@ -10,10 +10,12 @@ import numpy as np
 import torch
 
 from seqrec.data.batches import history_batches
+from seqrec.data.errors import DataFormatError
 from seqrec.data.features import time_gap_buckets
 from seqrec.data.interactions import Interactions
 from seqrec.data.source import load_source
 from seqrec.files import write_atomically
+from seqrec.train.checkpoint_io import unreadable
 from seqrec.train.module import SeqRecModule
 
 
@@ -84,13 +86,13 @@ class Recommender:
             module = SeqRecModule.load_from_checkpoint(path, map_location=map_location, weights_only=True)
         except FileNotFoundError:
             raise
-        except Exception as e:  # unpickling errors come as many types; name the file
-            raise ValueError(f"{path}: not a loadable seqrec checkpoint ({type(e).__name__}: {e})") from None
+        except Exception as e:
+            raise unreadable(path, e) from None
         meta = getattr(module, "catalogue", None)
         if not meta:
             raise ValueError(f"{path}: no catalogue in this checkpoint (written by an older seqrec?)")
         if histories is None:
-            histories = load_source(meta["source"])
+            histories = _stored_histories(path, meta["source"])
         raw = meta["raw_item_ids"]
         return cls(module, np.array(raw, dtype=object if any(isinstance(r, str) for r in raw) else None), histories)
 
@@ -189,3 +191,15 @@ class Recommender:
     def item_embeddings(self) -> np.ndarray:
         """(num_items, D) float32: the table that scores items (row i is dense item i + 1)."""
         return self.module.model.item_embeddings[1:].detach().float().cpu().numpy()
+
+
+def _stored_histories(checkpoint: str | os.PathLike[str], source: dict[str, Any]) -> Interactions:
+    """The training data a checkpoint names. The path comes from the file, not from the caller, so a parse
+    error names the path but never echoes its content (a crafted checkpoint could point at any file)."""
+    try:
+        return load_source(source)
+    except DataFormatError:
+        raise DataFormatError(
+            f"{checkpoint}: the training data it names ({source.get('path')}, format {source.get('format', 'auto')}) "
+            "is not readable as interactions; pass the histories explicitly (its content is not shown, since "
+            "the path came from the checkpoint)") from None

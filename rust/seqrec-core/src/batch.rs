@@ -489,13 +489,12 @@ pub fn sampled_candidates(
                 for slot in row_out.iter_mut() {
                     *slot = match popularity {
                         None => uniform_unseen(&mut rng, num_items, seen, bits),
-                        Some(t) => {
-                            t.sample_excluding(&mut rng, seen, mass, Some(bits))
-                                .ok_or(CoreError::NoNegatives {
-                                    user: u as i64,
-                                    num_items: num_items as i64,
-                                })?
-                        }
+                        Some(t) => t.sample_excluding(&mut rng, seen, mass, Some(bits)).ok_or(
+                            CoreError::ZeroWeightNegatives {
+                                user: u as i64,
+                                unseen: (num_items as i64).saturating_sub(seen.len() as i64),
+                            },
+                        )?,
                     } as i64;
                 }
                 Ok(())
@@ -599,6 +598,16 @@ mod tests {
         assert_eq!(b.width, 4);
         assert_eq!(b.inputs, vec![1, 2, 3, 11]);
         assert_eq!(b.targets, vec![0, 0, 0, 4]);
+    }
+
+    #[test]
+    fn popularity_candidates_of_zero_weight_items_say_so() {
+        // Items 3..=5 never occur, so their popularity is 0: user 0 has unseen items, none drawable.
+        let seqs = Sequences::new(&[0, 2], &[1, 2], 5).unwrap();
+        let table = AliasTable::from_counts(seqs.item_counts(), 1.0).unwrap();
+        let mut out = vec![0i64; 4];
+        let r = sampled_candidates(&seqs, &[0], 4, Some(&table), 0, &mut out);
+        assert_eq!(r, Err(CoreError::ZeroWeightNegatives { user: 0, unseen: 3 }));
     }
 
     #[test]

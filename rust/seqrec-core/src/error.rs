@@ -15,6 +15,8 @@ pub enum CoreError {
     UserOutOfRange { user: i64, num_users: usize },
     /// A user has interacted with every item, so no negative can be drawn for them.
     NoNegatives { user: i64, num_items: i64 },
+    /// A user's unseen items all have zero sampling weight (e.g. popularity of items never trained on).
+    ZeroWeightNegatives { user: i64, unseen: i64 },
     /// A sampling weight that is negative or not finite (item -1: all weights sum to zero).
     BadWeight { item: i64, weight: f64 },
     /// An option value outside what the routine accepts.
@@ -52,6 +54,12 @@ impl fmt::Display for CoreError {
             CoreError::NoNegatives { user, num_items } => write!(
                 f,
                 "user {user} has interacted with all {num_items} items: no negative item can be sampled"
+            ),
+            CoreError::ZeroWeightNegatives { user, unseen } => write!(
+                f,
+                "user {user} has {unseen} unseen items, but all of them have sampling weight 0 (popularity \
+                 sampling gives items with no training interactions weight 0): no negative can be drawn; \
+                 use uniform negatives or give every item a positive weight"
             ),
             CoreError::BadWeight { item, weight } => {
                 if *item < 0 {

@@ -237,9 +237,9 @@ impl NegativeSampler {
             let x = match (&self.popularity, self.exclude_seen) {
                 (Some(t), true) => {
                     t.sample_excluding(rng, seen, ctx.seen_mass, Some(bits))
-                        .ok_or(CoreError::NoNegatives {
+                        .ok_or(CoreError::ZeroWeightNegatives {
                             user: u as i64,
-                            num_items: self.num_items as i64,
+                            unseen: (self.num_items as i64).saturating_sub(seen.len() as i64),
                         })?
                 }
                 (Some(t), false) => t.sample(rng),
