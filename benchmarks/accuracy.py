@@ -38,6 +38,15 @@ PUBLISHED = {
                          ("eSASRec, same benchmark", "full", 0.0928, 0.0523)],
 }
 PUBLISHED["sasrec_beauty_s3_features"] = PUBLISHED["sasrec_beauty_s3"]
+
+# Candidates that are a shipped config plus overrides: name -> (config, LightningCLI overrides). A variant is
+# run and recorded like a config; which one a config file ships is chosen on validation (see SELECTIONS).
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "sasrec_games_k4": ("sasrec_games", ["--data.num_negatives=4"]),
+    "sasrec_games_k16": ("sasrec_games", ["--data.num_negatives=16"]),
+    # The original SASRec batching (every batch padded to max_len, 128 sequences) as a control arm.
+    "sasrec_games_fixed": ("sasrec_games", ["--data.length_bucketing=false"]),
+}
 PROTOCOL = {"sasrec_games": "uniform-100", "sasrec_games_best": "uniform-100", "sasrec_games_ce": "uniform-100",
             "sasrec_beauty": "popularity-100",
             "bert4rec_beauty": "popularity-100", "sasrec_beauty_s3": "none", "sasrec_beauty_s3_features": "none"}
@@ -51,10 +60,12 @@ def data_path(config: Path) -> str | None:
     return None
 
 
-def run_one(name: str, minutes: float, seed: int, out_dir: Path) -> dict | None:
+def run_one(name: str, minutes: float, seed: int, out_dir: Path, extra: list[str] | None = None) -> dict | None:
     from seqrec.cli import run
 
-    config = ROOT / "configs" / f"{name}.yaml"
+    base, overrides = VARIANTS.get(name, (name, []))
+    overrides = [*overrides, *(extra or [])]
+    config = ROOT / "configs" / f"{base}.yaml"
     path = data_path(config)
     try:
         if path is not None:
@@ -69,7 +80,7 @@ def run_one(name: str, minutes: float, seed: int, out_dir: Path) -> dict | None:
         {"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": str(root)}},
         {"class_path": "seqrec.train.tracking.WandbLogger", "init_args": {"save_dir": str(root), "name": f"{name}_seed{seed}"}},
     ])
-    cli = run(["fit", "--config", str(config), f"--trainer.max_time=00:{hh:02d}:{mm:02d}:00",
+    cli = run(["fit", "--config", str(config), *overrides, f"--trainer.max_time=00:{hh:02d}:{mm:02d}:00",
                f"--trainer.default_root_dir={root}", f"--trainer.logger={loggers}",
                "--trainer.enable_progress_bar=false", "--trainer.callbacks+=seqrec.train.callbacks.TrainingClock",
                f"--seed_everything={seed}", f"--data.seed={seed}"])
@@ -83,6 +94,9 @@ def run_one(name: str, minutes: float, seed: int, out_dir: Path) -> dict | None:
     clock = next(c for c in cli.trainer.callbacks if isinstance(c, TrainingClock))
     return {
         "config": name,
+        "base_config": base,
+        "overrides": overrides,
+        "budget_minutes": minutes,
         "seed": seed,
         "epochs": int(cli.trainer.current_epoch),
         "best_epoch_checkpoint": Path(ckpt.best_model_path).name if ckpt else "",
@@ -128,11 +142,13 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--configs", nargs="+", default=list(PUBLISHED))
+    p.add_argument("--configs", nargs="+", default=list(PUBLISHED), help=f"configs or variants ({', '.join(VARIANTS)})")
     p.add_argument("--minutes", type=float, default=30.0, help="training budget per run")
     p.add_argument("--seeds", type=int, nargs="+", default=[42])
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--name", default="accuracy")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="extra overrides for every run (e.g. trainer.max_epochs=30), recorded in each row")
     p.add_argument("--merge", nargs="+", default=None, metavar="NAME",
                    help="train nothing: combine the runs of these result files (e.g. runs made in parallel)")
     args = p.parse_args(argv)
@@ -148,7 +164,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows = [r for r in json.loads(previous.read_text()).get("runs", []) if r["config"] not in args.configs]
     for name in args.configs:
         for seed in args.seeds:
-            r = run_one(name, args.minutes, seed, args.out)
+            r = run_one(name, args.minutes, seed, args.out, [f"--{kv}" for kv in args.set])
             if r is not None:
                 rows.append(r)
     text = table(rows)
