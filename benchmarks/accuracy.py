@@ -7,7 +7,8 @@ with a message. Data comes from $SEQREC_DATA_DIR (default ../shared/data).
 
     python -m benchmarks.accuracy                                  # every config below
     python -m benchmarks.accuracy --configs sasrec_games --minutes 30 --seeds 42 43 44
-    python -m benchmarks.accuracy --merge accuracy_a accuracy_b    # combine runs made in parallel
+    python -m benchmarks.accuracy --merge accuracy_a accuracy_b    # combine runs made in parallel (a later
+                                                                   # file's config and seed replaces an earlier)
 """
 
 from __future__ import annotations
@@ -108,35 +109,117 @@ def run_one(name: str, minutes: float, seed: int, out_dir: Path, extra: list[str
     }
 
 
+# Which shipped config holds which candidate is decided here, on validation only: group -> (candidates,
+# validation metric, the config file that ships the choice). The test split is read once per final config.
+SELECTIONS: dict[str, tuple[list[str], str, str]] = {
+    "Amazon Games, uniform-100": (["sasrec_games", "sasrec_games_k4", "sasrec_games_k16", "sasrec_games_ce"],
+                                  "sampled/ndcg@10", "sasrec_games_best"),
+}
+
+
+def _protocol(row: dict) -> str:
+    return PROTOCOL.get(row["config"]) or PROTOCOL.get(row.get("base_config", ""), "?")
+
+
+def _mean_sd(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def _command(row: dict, seeds: list[int]) -> str:
+    base = row.get("base_config", row["config"])
+    budget = row.get("budget_minutes")
+    extra = [o for o in row.get("overrides", []) if o not in VARIANTS.get(row["config"], ("", []))[1]]
+    parts = ["SEQREC_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python -m benchmarks.accuracy",
+             f"--configs {row['config'] if row['config'] in VARIANTS or row['config'] == base else base}",
+             "--seeds " + " ".join(map(str, seeds))]
+    parts.append(f"--minutes {budget:g}" if budget is not None else "--minutes <budget: not recorded by this older run>")
+    if extra:
+        parts.append("--set " + " ".join(o.lstrip("-") for o in extra))
+    if row.get("file"):
+        parts.append(f"--name {row['file']}")
+    return " ".join(parts)
+
+
 def table(rows: list[dict]) -> str:
+    """Every section from the stored rows alone, so a ``--merge`` regenerates the whole page."""
     lines = ["# Accuracy on public benchmarks (leave-one-out; test split; best validation checkpoint)", "",
              "Full ranking: the target against the whole catalogue, items the user saw excluded. Sampled: the "
              "target against 100 negatives from unseen items, uniform or by popularity as the source paper did. "
-             "The two are not comparable.", "",
-             "| config | seed(s) | epochs | minutes | full HR@10 | full NDCG@10 | sampled protocol | sampled HR@10 | "
-             "sampled NDCG@10 | popularity full NDCG@10 |",
-             "|---|---|---:|---:|---:|---:|---|---:|---:|---:|"]
+             "The two are not comparable. Early stopping and every choice of config use validation NDCG@10 only; "
+             "the test split is read once per run, after training. Several seeds: mean ± standard deviation.", "",
+             "| config | seed(s) | epochs | minutes | val NDCG@10 | full HR@10 | full NDCG@10 | sampled protocol | "
+             "sampled HR@10 | sampled NDCG@10 | popularity full NDCG@10 |",
+             "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
     by_config: dict[str, list[dict]] = {}
     for r in rows:
         by_config.setdefault(r["config"], []).append(r)
     for name, runs in by_config.items():
-        def agg(key: str) -> str:
-            values = [r["test"].get(key) for r in runs if key in r["test"]]
-            if not values:
-                return "–"
-            if len(values) == 1:
-                return f"{values[0]:.4f}"
-            return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+        def agg(key: str, split: str = "test") -> str:
+            return _mean_sd([r[split][key] for r in runs if key in r.get(split, {})])
         seeds = ",".join(str(r["seed"]) for r in runs)
         lines.append(f"| {name} | {seeds} | {max(r['epochs'] for r in runs)} | {max(r['minutes'] for r in runs):.0f} | "
-                     f"{agg('hr@10')} | {agg('ndcg@10')} | {PROTOCOL.get(name, '?')} | {agg('sampled/hr@10')} | "
-                     f"{agg('sampled/ndcg@10')} | {agg('popularity/ndcg@10')} |")
+                     f"{agg('ndcg@10', 'val')} | {agg('hr@10')} | {agg('ndcg@10')} | {_protocol(runs[0])} | "
+                     f"{agg('sampled/hr@10')} | {agg('sampled/ndcg@10')} | {agg('popularity/ndcg@10')} |")
     lines += ["", "Published numbers on the same files:", "", "| config | source | protocol | HR@10 | NDCG@10 |",
               "|---|---|---|---:|---:|"]
-    for name in by_config:
-        for source, protocol, hr, ndcg in PUBLISHED.get(name, []):
-            shown = PROTOCOL[name] if protocol == "sampled" else "full"
+    for name, runs in by_config.items():
+        base = runs[0].get("base_config", name)
+        for source, protocol, hr, ndcg in PUBLISHED.get(name, PUBLISHED.get(base, [])):
+            shown = _protocol(runs[0]) if protocol == "sampled" else "full"
             lines.append(f"| {name} | {source} | {shown} | {hr:.4f} | {ndcg:.4f} |")
+
+    for group, (candidates, metric, shipped) in SELECTIONS.items():
+        present = [c for c in candidates if c in by_config]
+        if not present:
+            continue
+        # Seed 42 of each candidate: the candidates then differ only in the recipe.
+        first = {c: next((r for r in by_config[c] if r["seed"] == 42 and metric in r["val"]), None) for c in present}
+        score = {c: r["val"][metric] for c, r in first.items() if r is not None}
+        lines += ["", f"Choice for {group}, on validation {metric} of seed 42 (test not used):", "",
+                  "| candidate | overrides | budget (min) | epochs | validation " + metric + " |", "|---|---|---:|---:|---:|"]
+        for c in present:
+            r = first[c]
+            over = " ".join(by_config[c][0].get("overrides", [])) or "(the config as shipped)"
+            if r is None:
+                lines.append(f"| {c} | {over} | – | – | – |")
+                continue
+            budget = f"{r['budget_minutes']:g}" if r.get("budget_minutes") is not None else "not recorded"
+            lines.append(f"| {c} | {over} | {budget} | {r['epochs']} | {score[c]:.4f} |")
+        if score:
+            best = max(score, key=score.__getitem__)
+            lines += ["", f"Chosen: {best}, which configs/{shipped}.yaml holds (the others' test numbers above are "
+                      "shown, not used)."]
+
+    lines += ["", "How each row was run (one command per row; the page itself is "
+              "`python -m benchmarks.accuracy --merge <the files below> --name accuracy`):", ""]
+    for name, runs in by_config.items():
+        by_file: dict[str, list[dict]] = {}
+        for r in runs:
+            by_file.setdefault(r.get("file", ""), []).append(r)
+        for file_runs in by_file.values():
+            lines.append(f"    {_command(file_runs[0], [r['seed'] for r in file_runs])}")
+    lines += ["", "Per seed:", "", "| config | seed | budget (min) | epochs | minutes | best checkpoint | val NDCG@10 | "
+              "full HR@10 | full NDCG@10 | sampled HR@10 | sampled NDCG@10 | file |",
+              "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|"]
+    def cell(r: dict, key: str, split: str = "test") -> str:
+        return f"{r[split][key]:.4f}" if key in r.get(split, {}) else "–"
+
+    for name, runs in by_config.items():
+        for r in runs:
+            budget = f"{r['budget_minutes']:g}" if r.get("budget_minutes") is not None else "–"
+            lines.append(f"| {name} | {r['seed']} | {budget} | {r['epochs']} | {r['minutes']:.0f} | "
+                         f"{r.get('best_epoch_checkpoint', '')} | {cell(r, 'ndcg@10', 'val')} | {cell(r, 'hr@10')} | "
+                         f"{cell(r, 'ndcg@10')} | {cell(r, 'sampled/hr@10')} | {cell(r, 'sampled/ndcg@10')} | "
+                         f"{r.get('file', '')} |")
+    gaps = [r["val"]["ndcg@10"] / r["test"]["ndcg@10"] - 1 for r in rows
+            if r.get("val", {}).get("ndcg@10") and r.get("test", {}).get("ndcg@10")]
+    if gaps:
+        lines += ["", f"Validation NDCG@10 runs {100 * statistics.median(gaps):.0f}% above test (median over the "
+                  f"{len(gaps)} runs): the test item is the harder one on these files."]
     return "\n".join(lines)
 
 
@@ -153,7 +236,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
                    help="train nothing: combine the runs of these result files (e.g. runs made in parallel)")
     args = p.parse_args(argv)
     if args.merge:
-        rows = [r for name in args.merge for r in json.loads((args.out / f"{name}.json").read_text())["runs"]]
+        # A later file's run of the same config and seed replaces an earlier one (a rerun supersedes it).
+        merged: dict[tuple[str, int], dict] = {}
+        for name in args.merge:
+            for r in json.loads((args.out / f"{name}.json").read_text())["runs"]:
+                merged.pop((r["config"], r["seed"]), None)
+                merged[(r["config"], r["seed"])] = {**r, "file": r.get("file") or name}
+        rows = list(merged.values())
         text = table(rows)
         write(args.name, {"runs": rows}, text, args.out)
         print(text)
@@ -166,7 +255,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for seed in args.seeds:
             r = run_one(name, args.minutes, seed, args.out, [f"--{kv}" for kv in args.set])
             if r is not None:
-                rows.append(r)
+                rows.append({**r, "file": args.name})
     text = table(rows)
     write(args.name, {"runs": rows}, text, args.out)
     print(text)
