@@ -61,6 +61,46 @@ class TransformerBlock(nn.Module):
         return self.ffn_norm(x + self.drop(self.ffn(x)))
 
 
+class SwiGLU(nn.Module):
+    """Gated feed-forward layer: ``down(silu(gate(x)) * up(x))``, without biases (as LLaMA and eSASRec)."""
+
+    def __init__(self, hidden_size: int, inner: int, dropout: float):
+        super().__init__()
+        self.gate = nn.Linear(hidden_size, inner, bias=False)
+        self.up = nn.Linear(hidden_size, inner, bias=False)
+        self.down = nn.Linear(inner, hidden_size, bias=False)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(self.drop(F.silu(self.gate(x)) * self.up(x)))  # (B, L, D)
+
+
+class LiGRBlock(TransformerBlock):
+    """The LiGR layer eSASRec uses (Tikhonovich et al., RecSys 2025, after LinkedIn's LiGR): pre-norm branches
+    whose outputs enter the residual stream through a sigmoid gate computed from the stream itself, and a
+    SwiGLU feed-forward layer.
+
+        x = x + sigmoid(G_a x) * attention(norm(x))
+        x = x + sigmoid(G_f x) * swiglu(norm(x))
+
+    The gate lets each block choose, per dimension, how much of a branch to take, so stacking blocks starts
+    close to the identity instead of summing every branch at full strength.
+    """
+
+    def __init__(self, hidden_size: int, num_heads: int, dropout: float, ffn_mult: int = 4):
+        super().__init__(hidden_size, num_heads, dropout, norm_first=True)
+        self.ffn = SwiGLU(hidden_size, ffn_mult * hidden_size, dropout)
+        self.attn_gate = nn.Linear(hidden_size, hidden_size)
+        self.ffn_gate = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        x = x + torch.sigmoid(self.attn_gate(x)) * self.drop(self.attention(self.attn_norm(x), allowed))
+        return x + torch.sigmoid(self.ffn_gate(x)) * self.drop(self.ffn(self.ffn_norm(x)))
+
+
+BLOCKS = ("transformer", "ligr")
+
+
 class SequenceEncoder(nn.Module):
     """Item and position embeddings followed by transformer blocks; item 0 is padding.
 
@@ -82,19 +122,26 @@ class SequenceEncoder(nn.Module):
         ffn_mult: int = 1,
         activation: str = "relu",
         sparse: bool = False,
+        block: str = "transformer",
+        embedding_dropout: float | None = None,
     ):
         super().__init__()
         if activation not in ("relu", "gelu"):
             raise ValueError(f"activation must be 'relu' or 'gelu', got {activation!r}")
+        if block not in BLOCKS:
+            raise ValueError(f"block must be one of {BLOCKS}, got {block!r}")
+        if block == "ligr" and not norm_first:
+            raise ValueError("block 'ligr' is a pre-norm block: norm_first must be true")
         self.max_len = max_len
         self.causal = causal
         self.norm_first = norm_first
         # sparse: row-sparse gradients, so a step costs the rows a batch touches, not the catalogue.
         self.item_emb = nn.Embedding(vocab_size, hidden_size, padding_idx=0, sparse=sparse)
         self.pos_emb = nn.Embedding(max_len, hidden_size)
-        self.emb_drop = nn.Dropout(dropout)
+        self.emb_drop = nn.Dropout(dropout if embedding_dropout is None else embedding_dropout)
         self.blocks = nn.ModuleList(
-            TransformerBlock(hidden_size, num_heads, dropout, norm_first, ffn_mult, activation)
+            LiGRBlock(hidden_size, num_heads, dropout, ffn_mult) if block == "ligr"
+            else TransformerBlock(hidden_size, num_heads, dropout, norm_first, ffn_mult, activation)
             for _ in range(num_blocks)
         )
         # Pre-LN leaves the residual stream unnormalised; one last LayerNorm puts it on the embeddings' scale.
@@ -150,6 +197,9 @@ class ModelConfig:
     max_attributes: int = 0  # attribute slots per item in the attribute table
     num_time_buckets: int = 0  # > 0: an embedding of the time gap bucket joins the input embeddings
     sparse_embeddings: bool = False  # item tables get row-sparse gradients (see seqrec.train.optim.LazyAdam)
+    block: str = "transformer"  # "transformer" (norm_first picks pre- or post-LN) or "ligr" (eSASRec's)
+    ffn_mult: int = 0  # feed-forward width / hidden_size; 0: the architecture's (SASRec 1, BERT4Rec 4, LiGR 4)
+    embedding_dropout: float | None = None  # dropout on the input embeddings; None: the same as dropout
 
 
 class NextItemModel(nn.Module):
@@ -179,9 +229,11 @@ class NextItemModel(nn.Module):
             dropout=config.dropout,
             norm_first=config.norm_first,
             causal=self.causal,
-            ffn_mult=self.ffn_mult,
+            ffn_mult=config.ffn_mult or (4 if config.block == "ligr" else self.ffn_mult),
             activation=self.activation,
             sparse=config.sparse_embeddings,
+            block=config.block,
+            embedding_dropout=config.embedding_dropout,
         )
         self.output = (
             nn.Embedding(config.num_items + 1, config.hidden_size, sparse=config.sparse_embeddings)

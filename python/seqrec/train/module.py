@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import math
+from typing import Any, Callable, Literal
 
 import numpy as np
 import pytorch_lightning as pl
@@ -42,6 +43,14 @@ class SeqRecModule(pl.LightningModule):
         Transformer size.
     norm_first : bool
         Pre-LN blocks (True) or the original post-LN blocks (False).
+    block : str
+        ``transformer``: SASRec's / BERT4Rec's block (``norm_first`` picks pre- or post-LN); ``ligr``: eSASRec's
+        LiGR layer (pre-norm, sigmoid-gated residual branches, SwiGLU feed-forward; needs ``norm_first``).
+    ffn_mult : int
+        Feed-forward width as a multiple of ``hidden_size``; 0: the architecture's own (SASRec 1, BERT4Rec 4,
+        LiGR 4).
+    embedding_dropout : float or None
+        Dropout on the input embeddings; None: the same as ``dropout``.
     separate_output : bool
         Score with an output item table of its own (gSASRec) instead of the input embeddings.
     loss : str
@@ -57,6 +66,16 @@ class SeqRecModule(pl.LightningModule):
         ``adam`` or ``adamw``.
     lr, weight_decay, betas : float, float, tuple
         Optimiser settings.
+    weight_decay_scope : str
+        ``all``: decay every parameter; ``matrices``: only the weight matrices of linear layers, never the item
+        and position embeddings, norms or biases (what BERT and most published SASRec code do).
+    warmup_steps : int
+        Steps of linear learning-rate warmup from 0 (0: none).
+    lr_schedule : str
+        After warmup: ``constant``, or ``linear`` / ``cosine`` decay to 0 over ``lr_decay_steps``.
+    lr_decay_steps : int
+        Length of the decay in optimiser steps, warmup included; 0: the trainer's estimate of the whole
+        run (needs ``trainer.max_steps``, or ``max_epochs`` with a known epoch length).
     ks : list of int
         Cut-offs of HR@k, NDCG@k and MRR@k.
     exclude_seen : bool
@@ -90,6 +109,9 @@ class SeqRecModule(pl.LightningModule):
         num_heads: int = 1,
         dropout: float = 0.2,
         norm_first: bool = True,
+        block: Literal["transformer", "ligr"] = "transformer",
+        ffn_mult: int = 0,
+        embedding_dropout: float | None = None,
         separate_output: bool = False,
         loss: Literal["bce", "sampled_softmax", "gbce", "ce"] = "ce",
         gbce_t: float = 0.75,
@@ -98,6 +120,10 @@ class SeqRecModule(pl.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         betas: tuple[float, float] = (0.9, 0.98),
+        weight_decay_scope: Literal["all", "matrices"] = "all",
+        warmup_steps: int = 0,
+        lr_schedule: Literal["constant", "linear", "cosine"] = "constant",
+        lr_decay_steps: int = 0,
         ks: list[int] = [10],  # noqa: B006 (jsonargparse needs a literal default)
         exclude_seen: bool = True,
         num_attributes: int = 0,
@@ -126,6 +152,15 @@ class SeqRecModule(pl.LightningModule):
             raise ValueError(f"predict_k must be positive, got {predict_k}")
         if not ks or min(ks) < 1:
             raise ValueError(f"ks must be positive cut-offs, got {ks}")
+        if weight_decay_scope not in ("all", "matrices"):
+            raise ValueError(f"weight_decay_scope must be 'all' or 'matrices', got {weight_decay_scope!r}")
+        if lr_schedule not in ("constant", "linear", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant', 'linear' or 'cosine', got {lr_schedule!r}")
+        if warmup_steps < 0 or lr_decay_steps < 0 or ffn_mult < 0:
+            raise ValueError(f"warmup_steps, lr_decay_steps and ffn_mult must be >= 0, got {warmup_steps}, "
+                             f"{lr_decay_steps} and {ffn_mult}")
+        if embedding_dropout is not None and not 0 <= embedding_dropout < 1:
+            raise ValueError(f"embedding_dropout must lie in [0, 1), got {embedding_dropout}")
         config = ModelConfig(
             num_items=num_items,
             max_len=max_len,
@@ -134,6 +169,9 @@ class SeqRecModule(pl.LightningModule):
             num_heads=num_heads,
             dropout=dropout,
             norm_first=norm_first,
+            block=block,
+            ffn_mult=ffn_mult,
+            embedding_dropout=embedding_dropout,
             separate_output=separate_output,
             num_attributes=num_attributes,
             max_attributes=max_attributes,
@@ -236,13 +274,39 @@ class SeqRecModule(pl.LightningModule):
             batch["targets_pool"][mask], masked, reduction="sum",
         )
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> Any:
         hp = self.hparams
+        groups = self._parameter_groups()
         if hp.sparse_embeddings:
-            return LazyAdam(self.parameters(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay,
-                            decoupled=hp.optimizer == "adamw")
-        cls = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
-        return cls(self.parameters(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+            optimizer: torch.optim.Optimizer = LazyAdam(groups, lr=hp.lr, betas=tuple(hp.betas),
+                                                        weight_decay=hp.weight_decay, decoupled=hp.optimizer == "adamw")
+        else:
+            cls = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
+            optimizer = cls(groups, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+        if not hp.warmup_steps and hp.lr_schedule == "constant":
+            return optimizer
+        factor = lr_factor(hp.warmup_steps, hp.lr_schedule, self._decay_steps())
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _parameter_groups(self) -> list[dict[str, Any]]:
+        """One group, or with ``weight_decay_scope='matrices'`` a second without decay: embeddings, norms, biases."""
+        if self.hparams.weight_decay_scope == "all":
+            return [{"params": list(self.parameters())}]
+        decayed = {id(m.weight) for m in self.modules() if isinstance(m, torch.nn.Linear)}
+        params = list(self.parameters())
+        return [{"params": [p for p in params if id(p) in decayed]},
+                {"params": [p for p in params if id(p) not in decayed], "weight_decay": 0.0}]
+
+    def _decay_steps(self) -> int:
+        hp = self.hparams
+        if hp.lr_schedule == "constant" or hp.lr_decay_steps:
+            return int(hp.lr_decay_steps)
+        total = self.trainer.estimated_stepping_batches if self._trainer is not None else float("inf")
+        if not math.isfinite(total):
+            raise ValueError(f"lr_schedule {hp.lr_schedule!r} needs the run's length: set model.lr_decay_steps "
+                             "(or trainer.max_steps)")
+        return int(total)
 
     # evaluation -----------------------------------------------------------------------------------------
 
@@ -414,3 +478,18 @@ class SeqRecModule(pl.LightningModule):
             "sampled": info.sampled_eval if info else "none",
             "num_sampled": info.num_sampled if info else 0,
         }
+
+
+def lr_factor(warmup_steps: int, schedule: str, decay_steps: int) -> Callable[[int], float]:
+    """Learning-rate multiplier of optimiser step ``step``: linear warmup, then constant or a decay to 0 that
+    ends at ``decay_steps`` (counted from step 0, warmup included)."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if schedule == "constant":
+            return 1.0
+        span = max(decay_steps - warmup_steps, 1)
+        progress = min((step - warmup_steps) / span, 1.0)
+        return 1.0 - progress if schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
