@@ -1,0 +1,43 @@
+"""benchmarks.search: trials are real fits scored on validation, the pruning callback stops a pruned one."""
+
+import json
+
+import pytest
+import torch
+
+
+def test_search_runs_trials_on_validation_only_and_tables_them(tmp_path, monkeypatch) -> None:
+    """Two tiny trials on the synthetic config: each a real fit with the trial's overrides, never a test pass,
+    the table best first; and a trial Optuna prunes is stopped by the callback."""
+    pytest.importorskip("optuna")
+    from benchmarks import search
+    from conftest import TINY_ARGS
+
+    monkeypatch.setattr(search, "SPACE", {"model.dropout": ("float", (0.1, 0.3)),
+                                          "model.block": ("categorical", ["transformer", "ligr"])})
+    study = search.main(["--config", "sasrec_synthetic", "--trials", "2", "--minutes", "0.5", "--out", str(tmp_path),
+                         "--name", "s", "--set", *[a.lstrip("-") for a in TINY_ARGS], "trainer.max_epochs=2"])
+    assert len(study.trials) == 2 and all(0 < t.value <= 1 for t in study.trials)
+    assert not list(tmp_path.rglob("test_results.json"))  # the test split was never read
+    text = (tmp_path / "s.md").read_text()
+    assert "Best: trial" in text and "--model.block=" in text
+    assert json.loads((tmp_path / "s.json").read_text())["trials"][0]["epochs"] == 2
+
+    class Trial:
+        def __init__(self):
+            self.reported = []
+
+        def report(self, value, step):
+            self.reported.append((step, value))
+
+        def should_prune(self):
+            return True
+
+    class FakeTrainer:
+        sanity_checking, current_epoch, should_stop = False, 3, False
+        callback_metrics = {"val/ndcg@10": torch.tensor(0.25)}
+
+    trial, trainer = Trial(), FakeTrainer()
+    cb = search.PruneOnValidation(trial)
+    cb.on_validation_end(trainer, None)
+    assert trial.reported == [(3, 0.25)] and trainer.should_stop and cb.pruned
