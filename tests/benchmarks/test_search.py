@@ -41,3 +41,20 @@ def test_search_runs_trials_on_validation_only_and_tables_them(tmp_path, monkeyp
     cb = search.PruneOnValidation(trial)
     cb.on_validation_end(trainer, None)
     assert trial.reported == [(3, 0.25)] and trainer.should_stop and cb.pruned
+
+
+def test_bucketing_accuracy_table_from_stored_runs(tmp_path) -> None:
+    from benchmarks import bucketing_accuracy
+
+    def row(config, seed, values, seconds):
+        return {"config": config, "seed": seed, "epochs": 10, "train_seconds": seconds,
+                "curve": [{"epoch": e, "seconds": 0.0, "val_ndcg@10": v} for e, v in zip((5, 10), values)],
+                "test": {"ndcg@10": values[-1] - 0.01, "sampled/hr@10": 0.5}}
+
+    runs = [row("sasrec_games", 42, (0.02, 0.03), 90.0), row("sasrec_games", 43, (0.02, 0.05), 100.0),
+            row("sasrec_games_fixed", 42, (0.01, 0.02), 220.0), row("other", 42, (0.9, 0.9), 1.0)]
+    (tmp_path / "b.json").write_text(json.dumps({"runs": runs}))
+    text = bucketing_accuracy.main(["--runs", "b", "--out", str(tmp_path), "--name", "t"])
+    assert "| 10 | 0.0200 | 0.0400 ± 0.0141 | +0.0200 |" in text  # per epoch: fixed, bucketed mean ± sd, difference
+    assert "| bucketed | 42,43 | 10 | 9.5 |" in text and "| fixed | 42 | 10 | 22.0 |" in text
+    assert "0.9000" not in text  # rows of other configs are ignored
