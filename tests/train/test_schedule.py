@@ -67,3 +67,12 @@ def test_bad_schedule_options_name_themselves() -> None:
         SeqRecModule(num_items=5, warmup_steps=-1)
     with pytest.raises(ValueError, match="embedding_dropout must lie in"):
         SeqRecModule(num_items=5, embedding_dropout=1.5)
+
+
+def test_lightning_cli_offers_no_second_optimiser_mechanism(tiny: list[str], tmp_path) -> None:
+    from conftest import ROOT
+    from seqrec.cli import run
+
+    base = ["fit", "--config", str(ROOT / "configs/sasrec_synthetic.yaml"), *tiny, f"--trainer.default_root_dir={tmp_path}"]
+    with pytest.raises(SystemExit):
+        run([*base, "--optimizer=torch.optim.SGD", "--optimizer.lr=0.1", "--trainer.fast_dev_run=true"])

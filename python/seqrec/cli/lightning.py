@@ -156,5 +156,8 @@ def run(args: list[str] | None = None) -> SeqRecCLI:
         SeqRecModule,
         SeqRecDataModule,
         save_config_kwargs={"overwrite": True},
+        # One optimiser mechanism: the module's (model.optimizer, model.lr, model.lr_schedule, ...).
+        # LightningCLI's --optimizer/--lr_scheduler would silently replace it while hparams kept the old values.
+        auto_configure_optimizers=False,
         args=args if args is not None else sys.argv[1:],
     )
