@@ -1,4 +1,4 @@
-"""benchmarks.search: trials are real fits scored on validation, the pruning callback stops a pruned one."""
+"""benchmarks.search, bucketing_accuracy and quickstart: each runs small and writes what it claims."""
 
 import json
 
@@ -58,3 +58,13 @@ def test_bucketing_accuracy_table_from_stored_runs(tmp_path) -> None:
     assert "| 10 | 0.0200 | 0.0400 ± 0.0141 | +0.0200 |" in text  # per epoch: fixed, bucketed mean ± sd, difference
     assert "| bucketed | 42,43 | 10 | 9.5 |" in text and "| fixed | 42 | 10 | 22.0 |" in text
     assert "0.9000" not in text  # rows of other configs are ignored
+
+
+def test_quickstart_benchmark_times_the_readme_command(tmp_path) -> None:
+    from benchmarks import quickstart
+    from conftest import TINY_ARGS
+
+    result = quickstart.main(["--set", *[a.lstrip("-") for a in TINY_ARGS], "trainer.max_epochs=1",
+                              "--out", str(tmp_path)])
+    assert result["seconds"] > 0 and result["epochs"] == 1 and 0 <= result["test_ndcg@10"] <= 1
+    assert "seqrec fit --config configs/sasrec_synthetic.yaml" in (tmp_path / "quickstart.md").read_text()
