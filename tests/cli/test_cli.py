@@ -58,6 +58,32 @@ def test_validate_and_test_from_checkpoint(tiny: list[str], tmp_path: Path, caps
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:The dirpath has changed")
+def test_best_ckpt_is_the_epoch_with_the_best_validation_ndcg(tiny: list[str], tmp_path: Path) -> None:
+    import csv
+
+    import torch
+
+    # A learning rate this high peaks at epoch 1 and then gets worse: the best epoch is neither the first
+    # nor the last, so neither the last epoch's weights nor a checkpoint kept by the wrong mode pass for it.
+    base = ["--config", str(ROOT / "configs/sasrec_synthetic.yaml"), *tiny, "--model.lr=0.3"]
+    fit = run(["fit", *base, *common(tmp_path / "fit", 4), "--test_after_fit=false"])
+    with open(tmp_path / "fit" / "lightning_logs" / "version_0" / "metrics.csv", newline="") as f:
+        val = {int(row["epoch"]): float(row["val/ndcg@10"]) for row in csv.DictReader(f) if row["val/ndcg@10"]}
+    assert sorted(val) == [0, 1, 2, 3]
+    best_epoch = max(val, key=val.get)
+    assert 0 < best_epoch < 3, val  # the case this test is about
+    link = tmp_path / "fit" / "best.ckpt"
+    saved = torch.load(link, map_location="cpu", weights_only=False)
+    assert saved["epoch"] == best_epoch
+    assert link.resolve() == Path(fit.trainer.checkpoint_callback.best_model_path).resolve()
+    assert float(fit.trainer.checkpoint_callback.best_model_score) == pytest.approx(val[best_epoch], abs=1e-6)
+    # And its weights are that epoch's: validating them again gives that epoch's score.
+    again = run(["validate", *base, *common(tmp_path / "validate", 4), f"--ckpt_path={link}"])
+    assert again.model.results["val"]["ndcg@10"] == pytest.approx(val[best_epoch], abs=1e-6)
+
+
+@pytest.mark.slow
 def test_games_config_on_a_tiny_file_in_that_format(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     folder = tmp_path / "data" / "amazon-games"
@@ -177,3 +203,4 @@ def test_the_console_script_prints_one_line_for_a_bad_checkpoint(tmp_path: Path)
     assert proc.returncode == 2
     assert f"seqrec: error: {bad}: not a readable checkpoint" in proc.stderr
     assert "Traceback" not in proc.stderr and "weights_only` set to `False`" not in proc.stderr
+    assert "args parameter is intended" not in proc.stderr  # the command line reaches LightningCLI once

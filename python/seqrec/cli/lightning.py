@@ -159,5 +159,5 @@ def run(args: list[str] | None = None) -> SeqRecCLI:
         # One optimiser mechanism: the module's (model.optimizer, model.lr, model.lr_schedule, ...).
         # LightningCLI's --optimizer/--lr_scheduler would silently replace it while hparams kept the old values.
         auto_configure_optimizers=False,
-        args=args if args is not None else sys.argv[1:],
+        args=args,  # None: LightningCLI reads sys.argv itself (passing it too warns of "both args and argv")
     )
