@@ -4,12 +4,13 @@ import json
 
 import pytest
 import torch
+from conftest import require
 
 
 def test_search_runs_trials_on_validation_only_and_tables_them(tmp_path, monkeypatch) -> None:
     """Two tiny trials on the synthetic config: each a real fit with the trial's overrides, never a test pass,
     the table best first; and a trial Optuna prunes is stopped by the callback."""
-    pytest.importorskip("optuna")
+    require("optuna")
     from benchmarks import search
     from conftest import TINY_ARGS
 

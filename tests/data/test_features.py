@@ -1,6 +1,7 @@
 """Side features: attribute tables, time files, time-gap buckets, their alignment with batches, the model."""
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -111,40 +112,78 @@ def test_gather_prefix_by_hand() -> None:
     assert out.tolist() == [[10, 11, 12]]
 
 
+def hand_buckets(data: Interactions) -> np.ndarray:
+    """Each interaction's time-gap bucket, one at a time by the documented rule (not time_gap_buckets): 1 for
+    a user's first interaction, else 2 + floor(log2(1 + gap in days)), a backwards gap counting as 0, capped
+    at bucket 15 (16 buckets with 0 for padding)."""
+    out = np.zeros(data.items.size, dtype=np.int64)
+    t = data.timestamps
+    for u in range(data.num_users):
+        lo, hi = int(data.offsets[u]), int(data.offsets[u + 1])
+        for i in range(lo, hi):
+            days = max(int(t[i]) - int(t[i - 1]), 0) / DAY if i > lo else None
+            out[i] = 1 if days is None else min(2 + math.floor(math.log2(1 + days)), 15)
+    return out
+
+
+def spec() -> SyntheticSpec:
+    return SyntheticSpec(num_users=200, num_items=80, num_clusters=4, mean_length=10)
+
+
 @pytest.fixture(scope="module")
 def timed() -> SeqRecDataModule:
-    spec = SyntheticSpec(num_users=200, num_items=80, num_clusters=4, mean_length=10)
-    return SeqRecDataModule(synthetic=spec, max_len=8, batch_size=32, time_features=True, seed=3)
+    return SeqRecDataModule(synthetic=spec(), max_len=8, batch_size=32, time_features=True, seed=3)
 
 
-def test_training_time_inputs_line_up_with_the_items(timed: SeqRecDataModule) -> None:
-    # The same gather applied to the item ids themselves must give back the batch's inputs: then the
-    # time buckets (gathered the same way) belong to exactly those interactions.
-    data = timed.interactions
-    n = 0
-    for batch in timed.train_dataloader():
+@pytest.fixture(scope="module")
+def by_hand(timed: SeqRecDataModule) -> np.ndarray:
+    buckets = hand_buckets(timed.interactions)
+    assert len(set(buckets.tolist())) >= 5  # varied enough that a misalignment shows
+    return buckets
+
+
+def assert_row_lines_up(batch: dict[str, np.ndarray], row: int, end: int, data: Interactions, buckets: np.ndarray) -> None:
+    """Row ``row`` holds, left-padded, the interactions of its user just before index ``end`` of their full
+    sequence, and its time inputs are exactly those interactions' buckets."""
+    inputs, times = batch["inputs"][row], batch["time_inputs"][row]
+    n = int((inputs != 0).sum())
+    assert n > 0 and (inputs[: inputs.size - n] == 0).all()
+    where = int(data.offsets[int(batch["users"][row])]) + np.arange(end - n, end)
+    np.testing.assert_array_equal(inputs[-n:], data.items[where])
+    np.testing.assert_array_equal(times[-n:], buckets[where])
+    assert (times[: times.size - n] == 0).all()
+
+
+@pytest.mark.parametrize("window_stride", [0, 3])
+def test_training_time_inputs_are_the_buckets_of_the_input_items(timed: SeqRecDataModule, by_hand: np.ndarray,
+                                                                 window_stride: int) -> None:
+    # The batches Lightning trains on (train_dataloader); with a window stride, windows end mid-history.
+    dm = timed if window_stride == 0 else SeqRecDataModule(synthetic=spec(), max_len=8, batch_size=32,
+                                                           time_features=True, seed=3, window_stride=window_stride)
+    data, rows, short = dm.interactions, 0, 0
+    for batch in dm.train_dataloader():
         b = {k: v.numpy() for k, v in batch.items() if k != "loss_scale"}
-        again = gather_prefix(data.items.astype(np.int64), data.offsets, b["users"], b["ends"],
-                              b["inputs"].shape[1], 1, b["inputs"])
-        np.testing.assert_array_equal(again, b["inputs"])
-        assert ((b["time_inputs"] == 0) == (b["inputs"] == 0)).all()
-        n += 1
-    assert n > 0
+        for row in range(b["users"].size):
+            # A segment covers the first `end` items; next-item inputs stop one before its last (a target).
+            end = int(b["ends"][row]) - 1
+            assert_row_lines_up(b, row, end, data, by_hand)
+            rows += 1
+            short += int(b["ends"][row]) < data.lengths[int(b["users"][row])] - 2
+    assert rows >= 200 and (short > 0) == (window_stride > 0)
 
 
-def test_eval_time_inputs_line_up(timed: SeqRecDataModule) -> None:
-    buckets = time_gap_buckets(timed.interactions)
-    items = timed.interactions.items
+def test_eval_and_predict_time_inputs_are_the_buckets_of_the_history(timed: SeqRecDataModule, by_hand: np.ndarray) -> None:
+    data = timed.interactions
     for stage in ("val", "test"):
         offsets, _ = timed.split.history(stage)
-        batch = timed.eval_batches(stage)[0]
-        for row in range(20):
-            u = int(batch["users"][row])
-            inputs = batch["inputs"][row].numpy()
-            n = int((inputs != 0).sum())
-            end = timed.interactions.offsets[u] + offsets[u + 1] - offsets[u]  # the history's end
-            np.testing.assert_array_equal(inputs[-n:], items[end - n : end])  # what the check relies on
-            np.testing.assert_array_equal(batch["time_inputs"][row].numpy()[-n:], buckets[end - n : end])
+        for batch in timed.eval_batches(stage):
+            b = {k: v.numpy() for k, v in batch.items()}
+            for row, u in enumerate(b["users"]):
+                assert_row_lines_up(b, row, int(offsets[u + 1] - offsets[u]), data, by_hand)  # the history's end
+    for batch in timed.predict_dataloader():
+        b = {k: v.numpy() for k, v in batch.items()}
+        for row, u in enumerate(b["users"]):
+            assert_row_lines_up(b, row, int(data.lengths[u]), data, by_hand)  # the whole history
 
 
 def test_time_features_need_sasrec() -> None:

@@ -253,7 +253,7 @@ def test_popularity_candidates_match_reference(data, store) -> None:
 
 
 DETERMINISM = """
-import json, numpy as np
+import json, os, numpy as np
 from seqrec.data.synthetic import make_synthetic
 from seqrec._core import SequenceStore, BatchBuilder
 d = make_synthetic(num_users=3000, num_items=400, mean_length=30.0, seed=4)
@@ -266,17 +266,25 @@ for kw in (dict(task="sasrec", negatives="mixed", num_negatives=2, num_in_batch=
     # batches of 2000 sequences: big enough for the engine to use its thread pool
     for batch in b.epoch(u, e, 2000, seed=9, epoch=2):
         out.append(float(sum(np.sum(v * (np.arange(v.size).reshape(v.shape) % 997)) for v in batch.values())))
-print(json.dumps(out))
+# The engine's pool threads are named seqrec-<i> (None where /proc does not list a process's threads).
+tasks = "/proc/self/task"
+pool = [t for t in os.listdir(tasks) if open(f"{tasks}/{t}/comm").read().startswith("seqrec-")] if os.path.isdir(tasks) else None
+print(json.dumps({"batches": out, "pool_threads": None if pool is None else len(pool)}))
 """
 
 
-def test_same_batches_with_one_and_four_threads() -> None:
-    runs = []
-    for threads in ("1", "4"):
+def test_same_batches_with_one_four_and_sixteen_threads() -> None:
+    """README's promise: RAYON_NUM_THREADS=1 and =16 give the same batches (4 as well)."""
+    runs = {}
+    for threads in ("1", "4", "16"):
         env = dict(os.environ, RAYON_NUM_THREADS=threads)
         res = subprocess.run([sys.executable, "-c", DETERMINISM], env=env, capture_output=True, text=True, check=True)
-        runs.append(json.loads(res.stdout))
-    assert runs[0] == runs[1]
+        runs[threads] = json.loads(res.stdout)
+        if runs[threads]["pool_threads"] is not None:  # the run really had that many engine threads
+            assert runs[threads]["pool_threads"] == int(threads), runs[threads]["pool_threads"]
+    assert len(runs["1"]["batches"]) > 2
+    assert runs["4"]["batches"] == runs["1"]["batches"]
+    assert runs["16"]["batches"] == runs["1"]["batches"]
 
 
 def _child_builds(conn) -> None:

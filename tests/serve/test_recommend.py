@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow.csv as pacsv
 import pytest
 import torch
-from conftest import ROOT  # noqa: E402
+from conftest import ROOT, require  # noqa: E402
 from seqrec.cli import run
 from seqrec.cli.tools import tools
 from seqrec.serve.recommend import Recommender, recommendation_rows
@@ -99,7 +99,7 @@ def test_exact_top_k_in_chunks_matches_a_full_sort() -> None:
 
 
 def test_hnsw_recall_against_exact() -> None:
-    pytest.importorskip("faiss")
+    require("faiss")
     rng = np.random.default_rng(1)
     centers = rng.normal(size=(20, 16))
     items = (centers[rng.integers(20, size=5000)] + 0.3 * rng.normal(size=(5000, 16))).astype(np.float32)
@@ -116,8 +116,8 @@ def test_hnsw_recall_against_exact() -> None:
 
 @pytest.mark.slow
 def test_export_embeddings_and_onnx_give_the_checkpoint_top_k(trained: tuple[Path, Path], tmp_path: Path) -> None:
-    ort = pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnxscript")
+    ort = require("onnxruntime")
+    require("onnxscript")
     import pyarrow.parquet as pq
 
     ckpt, _ = trained

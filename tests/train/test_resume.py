@@ -16,14 +16,33 @@ def base(tiny: list[str], root: Path) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")  # the resumed run's own
-def test_stopped_and_resumed_run_ends_like_an_uninterrupted_one(tiny: list[str], tmp_path: Path) -> None:
+def test_stopped_and_resumed_run_ends_like_an_uninterrupted_one(tiny: list[str], tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from seqrec.train.module import SeqRecModule
+
+    # Every run re-seeds and every epoch's batches depend only on data.seed, so a resume that ignored the
+    # checkpoint and trained from scratch would end with the same weights: record the steps each run trains.
+    steps: list[tuple[int, int]] = []
+
+    def record(self, batch, batch_idx: int) -> None:  # noqa: ANN001 - Lightning's hook
+        steps.append((self.trainer.current_epoch, self.trainer.global_step))
+
+    monkeypatch.setattr(SeqRecModule, "on_train_batch_start", record)
     whole = run(["fit", *base(tiny, tmp_path / "whole"), "--trainer.max_epochs=4"])
+    whole_steps, steps[:] = list(steps), []
     first = run(["fit", *base(tiny, tmp_path / "parts"), "--trainer.max_epochs=2"])
     last = tmp_path / "parts" / "last.ckpt"
     first.trainer.save_checkpoint(last)  # what a stop (max_time, a signal, a crash after a save) leaves
+    saved = torch.load(last, map_location="cpu", weights_only=False)
+    assert (saved["epoch"], saved["global_step"]) == (2, first.trainer.global_step) and saved["global_step"] > 0
+    steps[:] = []
     torch.manual_seed(12345)  # whatever the new process's generator holds, the checkpoint's state wins
     resumed = run(["fit", *base(tiny, tmp_path / "parts"), "--trainer.max_epochs=4", f"--ckpt_path={last}"])
-    assert resumed.trainer.current_epoch == 4
+    # The resumed run trains only epochs 2 and 3, starting at the checkpoint's step: exactly the steps the
+    # uninterrupted run took after it.
+    assert steps[0] == (2, saved["global_step"])
+    assert steps == [(e, s) for e, s in whole_steps if e >= 2]
+    assert resumed.trainer.current_epoch == 4 and resumed.trainer.global_step == whole.trainer.global_step
     assert resumed.model.results["val"] == pytest.approx(whole.model.results["val"], abs=1e-9)
     for a, b in zip(whole.model.parameters(), resumed.model.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
