@@ -81,6 +81,10 @@ def test_best_ckpt_is_the_epoch_with_the_best_validation_ndcg(tiny: list[str], t
     # And its weights are that epoch's: validating them again gives that epoch's score.
     again = run(["validate", *base, *common(tmp_path / "validate", 4), f"--ckpt_path={link}"])
     assert again.model.results["val"]["ndcg@10"] == pytest.approx(val[best_epoch], abs=1e-6)
+    # last.ckpt, what a killed run resumes from, is the last epoch, not the best one.
+    last = next((tmp_path / "fit").rglob("last.ckpt"))
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == fit.trainer.global_step
+    assert saved["global_step"] < fit.trainer.global_step
 
 
 @pytest.mark.slow
