@@ -117,7 +117,8 @@ class SeqRecCLI(LightningCLI):
             print(f"best checkpoint: {ckpt.best_model_path} (also {link})")
         if not self.config[self.subcommand].get("test_after_fit", True):
             return
-        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if has_best else None)
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt.best_model_path if has_best else None)
+        # (the path, not "best": with a second checkpoint callback for last.ckpt, "best" warns which it takes)
 
 
 def free_run_folder(root: Path) -> Path:
