@@ -146,11 +146,14 @@ def proposal_reference(
     alpha: float = 1.0,
     num_negatives: int = 1,
     num_in_batch: int = 0,
+    in_batch_uniform: bool = False,
 ) -> np.ndarray:
     """The probability of each item (shape (num_items + 1,)) under a sampler's proposal for one user: what
-    the native ``*_logq`` arrays hold the log of. In-batch draws follow the training frequency of items."""
+    the native ``*_logq`` arrays hold the log of. In-batch draws follow the training frequency of items, or
+    with ``in_batch_uniform`` (a row whose batch holds no other row's target) the uniform over the catalogue
+    they fall back to."""
     num_items = counts.size - 1
-    freq = counts / counts.sum()
+    freq = np.full(counts.size, 1.0 / num_items) if in_batch_uniform else counts / counts.sum()
     if mode == "popularity":
         w = np.where(counts > 0, counts.astype(float) ** alpha, 0.0)
         w[0] = 0.0

@@ -331,7 +331,8 @@ pub fn build_batch(seqs: &Sequences, spec: &BatchSpec, segments: &[Segment], see
             nq.fill(0.0);
             tq.fill(0.0);
             let u = segments[row].user;
-            let ctx = neg.user_context(seqs, u);
+            // A row that holds all of the batch's targets draws its in-batch negatives uniformly instead.
+            let ctx = neg.row_context(seqs, u, pool_items.len() - blocks[row].1);
             // Stream (seed, rows + row): independent of the stream that masked this row.
             let mut rng = Rng::for_stream(seed, (rows + row) as u64);
             let tgt = &b.targets[row * width..(row + 1) * width];
@@ -598,6 +599,19 @@ mod tests {
         assert_eq!(b.width, 4);
         assert_eq!(b.inputs, vec![1, 2, 3, 11]);
         assert_eq!(b.targets, vec![0, 0, 0, 4]);
+    }
+
+    #[test]
+    fn a_one_row_in_batch_batch_reports_the_uniform_logq_it_drew_from() {
+        // Items 6..=10 never occur in training: their frequency is 0, so a frequency logQ would be -inf.
+        let seqs = Sequences::new(&[0, 5], &[1, 2, 3, 4, 5], 10).unwrap();
+        let sampler = NegativeSampler::new(&seqs, NegativeMode::InBatch, 50, 0, false, true, 1.0).unwrap();
+        let spec = BatchSpec::new(Task::SasRec, 4, true, Some(sampler), 1).unwrap();
+        let b = build_batch(&seqs, &spec, &[Segment { user: 0, end: 5 }], 0).unwrap();
+        assert!(b.negatives.iter().any(|&x| x > 5), "the case this test is about");
+        let q = -(10f64).ln() as f32;
+        assert!(b.negatives_logq.iter().all(|&x| (x - q).abs() < 1e-6));
+        assert!(b.targets_logq.iter().all(|&x| (x - q).abs() < 1e-6));
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub enum NegativeMode {
     Uniform,
     /// In proportion to training popularity raised to `alpha` (alias table).
     Popularity,
-    /// The targets of the other sequences in the batch.
+    /// The targets of the other sequences in the batch (uniform over the catalogue when there are none).
     InBatch,
     /// `num_negatives` uniform ones followed by `num_in_batch` in-batch ones.
     Mixed,
@@ -52,6 +52,8 @@ pub struct NegativeSampler {
     log_freq: Vec<f64>,
     /// log of each item's popularity probability (popularity mode).
     log_pop: Vec<f64>,
+    /// -ln(num_items): the uniform draw over the catalogue that stands in for in-batch ones in a lone row.
+    log_catalogue: f64,
 }
 
 impl NegativeSampler {
@@ -122,6 +124,7 @@ impl NegativeSampler {
             freq,
             log_freq,
             log_pop,
+            log_catalogue: -(num_items as f64).ln(),
         })
     }
 
@@ -132,6 +135,20 @@ impl NegativeSampler {
 
     pub fn needs_pool(&self) -> bool {
         self.num_in_batch > 0
+    }
+
+    /// Per-row constants of user `u`'s row in a batch that holds `others` targets outside this row: with
+    /// none, the row's in-batch draws are uniform over the catalogue (see `fill_slot`), and so is their logQ.
+    pub fn row_context(&self, seqs: &Sequences, u: usize, others: usize) -> UserContext {
+        UserContext {
+            in_batch_uniform: self.falls_back(others),
+            ..self.user_context(seqs, u)
+        }
+    }
+
+    /// Whether a row with `others` in-batch candidates outside its own draws its in-batch slots uniformly.
+    fn falls_back(&self, others: usize) -> bool {
+        self.needs_pool() && others == 0
     }
 
     /// Per-user constants: log-probability normaliser of the uniform and popularity proposals.
@@ -148,6 +165,7 @@ impl NegativeSampler {
             log_uniform: -(allowed as f64).ln(),
             uniform_mass: 1.0 / allowed as f64,
             log_pop_norm: (1.0 - seen_mass).max(f64::MIN_POSITIVE).ln(),
+            in_batch_uniform: false,
         }
     }
 
@@ -158,6 +176,7 @@ impl NegativeSampler {
         (match self.mode {
             NegativeMode::Uniform => ctx.log_uniform,
             NegativeMode::Popularity => self.log_pop[i] - ctx.log_pop_norm,
+            NegativeMode::InBatch if ctx.in_batch_uniform => self.log_catalogue,
             NegativeMode::InBatch => self.log_freq[i],
             NegativeMode::Mixed => self.log_mixed(ctx, i),
         }) as f32
@@ -168,7 +187,12 @@ impl NegativeSampler {
     #[inline(never)]
     fn log_mixed(&self, ctx: &UserContext, i: usize) -> f64 {
         let (ku, kb) = (self.num_negatives as f64, self.num_in_batch as f64);
-        ((ctx.uniform_mass * ku + kb * self.freq[i]) / (ku + kb)).ln()
+        let in_batch = if ctx.in_batch_uniform {
+            1.0 / self.num_items as f64
+        } else {
+            self.freq[i]
+        };
+        ((ctx.uniform_mass * ku + kb * in_batch) / (ku + kb)).ln()
     }
 
     /// Writes `log_q` of each of `items` into `logq`, with the mode decided once for the whole slice.
@@ -218,7 +242,8 @@ impl NegativeSampler {
 
     /// Fills one slot (`items`, `logq` of length `width()`) for user `u`; `pool` holds the batch's targets
     /// outside this row's own (`pool_skip` = (start, len) of this row's block); `bits` are the user's items
-    /// (empty unless excluding).
+    /// (empty unless excluding). The logQ follows what was drawn: with no other row's target in `pool`, the
+    /// in-batch slots are uniform over the catalogue whatever `ctx` says.
     #[allow(clippy::too_many_arguments)]
     pub fn fill_slot(
         &self,
@@ -249,9 +274,13 @@ impl NegativeSampler {
             *slot = x as i64;
         }
         let others = pool.len() - pool_skip.1;
+        let ctx = &UserContext {
+            in_batch_uniform: self.falls_back(others),
+            ..*ctx
+        };
         for slot in items[self.num_negatives..].iter_mut() {
             let x = if others == 0 {
-                // A batch whose only targets are this row's: fall back to a uniform draw.
+                // A batch whose only targets are this row's: fall back to a uniform draw (`ctx` says so).
                 rng.below(self.num_items) as i32 + 1
             } else {
                 let mut j = rng.below(others as u64) as usize;
@@ -275,11 +304,14 @@ pub struct UserContext {
     pub log_uniform: f64,
     pub uniform_mass: f64,
     pub log_pop_norm: f64,
+    /// The row is its batch's only holder of targets: in-batch draws are uniform over the catalogue.
+    pub in_batch_uniform: bool,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sampling::with_seen_bits;
 
     fn store() -> Sequences {
         // 3 users over 12 items, uneven counts; items 11 and 12 never trained.
@@ -333,6 +365,44 @@ mod tests {
         let ctx = s.user_context(&seqs, 0); // user 0 saw 4 distinct items of 12
         assert_eq!(ctx.allowed, 8);
         assert!((s.log_q(&ctx, 9) as f64 - (-(8f64).ln())).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_lone_rows_in_batch_draws_are_uniform_and_their_logq_says_so() {
+        // User 0 saw 1..=4 and is the batch's only row: its own targets are the whole in-batch pool.
+        let seqs = store();
+        let pool = [2i32, 3, 1, 4];
+        for mode in [NegativeMode::InBatch, NegativeMode::Mixed] {
+            let s = NegativeSampler::new(&seqs, mode, 4, 4, false, true, 1.0).unwrap();
+            let ctx = s.row_context(&seqs, 0, 0);
+            // In-batch draws uniform over 12 items; mixed adds the uniform part over user 0's 8 unseen items.
+            let expected = match mode {
+                NegativeMode::InBatch => -(12f64).ln(),
+                _ => ((4.0 / 8.0 + 4.0 / 12.0) / 8.0f64).ln(),
+            } as f32;
+            let (mut items, mut logq) = (vec![0i64; s.width()], vec![0f32; s.width()]);
+            let mut hits = [0usize; 13];
+            with_seen_bits(seqs.seen(0), 12, |bits| {
+                for seed in 0..3000 {
+                    let mut rng = Rng::new(seed);
+                    s.fill_slot(&mut rng, &seqs, 0, &ctx, &pool, (0, 4), bits, &mut items, &mut logq)
+                        .unwrap();
+                    for &x in &items[s.num_negatives..] {
+                        hits[x as usize] += 1;
+                    }
+                    assert!(logq.iter().all(|&q| (q - expected).abs() < 1e-6), "{mode:?}: {logq:?}");
+                }
+            });
+            // 12,000 draws, 1,000 expected per item; 5 standard deviations is about 150.
+            assert!(hits[1..].iter().all(|&h| h.abs_diff(1000) < 150), "{mode:?}: {hits:?}");
+            assert!(
+                (s.log_q(&ctx, 1) - expected).abs() < 1e-6,
+                "the target's logQ is the same proposal's"
+            );
+            // With another row's targets in the pool, the proposal is the training frequency again.
+            let busy = s.row_context(&seqs, 0, 3);
+            assert!(!busy.in_batch_uniform && s.log_q(&busy, 11) != expected);
+        }
     }
 
     #[test]
