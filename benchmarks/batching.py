@@ -12,7 +12,9 @@ of output bytes between preallocated arrays: the ceiling no builder can beat.
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from seqrec._core import BatchBuilder, SequenceStore
@@ -86,6 +88,84 @@ def bench_shape(name: str, batch_size: int, max_len: int, repeats: int, inner: i
         "large_batch": {"batch_size": int(big.size), "rust_1_thread": big_one, "rust_all_threads": big_all},
         "ratios": ratios,
     }
+
+
+class TrainingEpoch:
+    """The engine's build time of one real SASRec training epoch, against numpy building the same batches.
+
+    The batches are those ``SeqRecDataModule.train_dataloader`` yields for SASRec on synthetic data
+    (``users`` x ``items``, max_len 50, batch 128: length buckets under a token budget, one uniform unseen
+    negative per position). The data module's own builder builds each of them on the calling thread, and
+    ``NumpyBatcher`` builds the same rows at the same widths (checked equal). The background thread of
+    training is left out on purpose: on a shared 2-core machine its hand-offs wait on the scheduler, and
+    draining the threaded epoch took 3 to 5 times the builds' own time, varying with the neighbours.
+    """
+
+    def __init__(self, users: int = 20000, items: int = 2000):
+        from seqrec.data.datamodule import SeqRecDataModule
+        from seqrec.data.source import SyntheticSpec
+
+        spec = SyntheticSpec(num_users=users, num_items=items, num_clusters=20, mean_length=20, seed=0)
+        dm = SeqRecDataModule(synthetic=spec, max_len=50, batch_size=128, task="sasrec", negatives="uniform", seed=0)
+        dm.train_dataloader()
+        assert dm.train_batches is not None
+        # (users, ends, width) of each batch of the real epoch 0, through TrainBatches
+        self.plan: list[tuple[np.ndarray, np.ndarray, int]] = []
+        self.tokens = 0
+        self.numpy = NumpyBatcher(dm.split.train_offsets, dm.split.train_items, dm.num_items)
+        rng = np.random.default_rng(0)
+        for b in dm.train_batches:
+            inputs, targets = b["inputs"].numpy(), b["targets"].numpy()
+            self.plan.append((b["users"].numpy(), b["ends"].numpy(), inputs.shape[1]))
+            self.tokens += int((inputs != 0).sum())
+            ref = self.numpy.batch(self.plan[-1][0], inputs.shape[1], rng)
+            if not (np.array_equal(ref[0], inputs) and np.array_equal(ref[1], targets)):
+                raise AssertionError("numpy's reference batch differs from the engine's: the ratio would compare "
+                                     "two different jobs")
+        self.build = dm.batch_builder().build
+
+    def measure(self, repeats: int = 5, passes: int = 5, slowdown: float = 1.0) -> dict[str, Any]:
+        """Per repeat, ``vs_numpy`` (numpy's time over the engine's: higher is better, machine speed cancels)
+        and the ns per non-padding token of each.
+
+        Each repeat times every batch ``passes`` times with the engine, then as often with numpy, and keeps
+        each batch's fastest build, so a neighbour's burst costs a sample rather than the figure; the summed
+        minima give the epoch. Passes of one builder run back to back: after numpy's pass the engine's first
+        builds run on cold caches, which hid part of a slowdown of its own code (a 1.3x slowdown measured
+        as 1.2x when each engine pass followed a numpy pass).
+
+        ``slowdown`` > 1 gives the engine that many times the work, for showing that the speed gate catches
+        a known regression (training never runs it): a share ``slowdown - 1`` of the timed slots, spread
+        evenly, also builds the batch half an epoch away. Not a busy wait: a build that follows a wait runs
+        colder, and a 1.3x wait measured as 1.45x.
+        """
+        if slowdown < 1:
+            raise ValueError(f"a slowdown factor is at least 1, got {slowdown}")
+        plan, build, n = self.plan, self.build, len(self.plan)
+        extra = [int((i + 1) * (slowdown - 1) + 1e-9) - int(i * (slowdown - 1) + 1e-9) for i in range(n)]
+        rng = np.random.default_rng(0)
+        clock = time.perf_counter
+        ratios, engine_ns, numpy_ns = [], [], []
+        for r in range(repeats):
+            fastest = np.full((2, n), np.inf)
+            for p in range(passes):
+                for i, (users_b, ends_b, _) in enumerate(plan):
+                    start = clock()
+                    build(users_b, ends_b, seed=(r * passes + p) * n + i)
+                    for _ in range(extra[i]):
+                        build(*plan[(i + n // 2) % n][:2], seed=i)
+                    fastest[0, i] = min(fastest[0, i], clock() - start)
+            for p in range(passes):
+                for i, (users_b, _, width) in enumerate(plan):
+                    start = clock()
+                    self.numpy.batch(users_b, width, rng)
+                    fastest[1, i] = min(fastest[1, i], clock() - start)
+            engine_s, numpy_s = fastest.sum(1)
+            ratios.append(float(numpy_s / engine_s))
+            engine_ns.append(float(engine_s / self.tokens * 1e9))
+            numpy_ns.append(float(numpy_s / self.tokens * 1e9))
+        return {"vs_numpy": ratios, "engine_ns_per_token": engine_ns, "numpy_ns_per_token": numpy_ns,
+                "batches": n, "tokens": self.tokens, "slowdown": slowdown}
 
 
 def table(results: list[dict]) -> str:

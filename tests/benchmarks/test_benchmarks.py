@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from conftest import require  # noqa: E402
 
 from benchmarks import batching, training
 
@@ -16,15 +17,48 @@ def test_batching_benchmark_runs(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_training_benchmark_runs(tmp_path) -> None:
+def test_training_benchmark_runs_and_decomposes_the_speed_up(tmp_path) -> None:
     out = training.main(["--users", "300", "--items", "200", "--clusters", "5", "--epochs", "1", "--hidden", "16",
                          "--workers", "1", "--batch-size", "32", "--out", str(tmp_path)])
-    for setup in ("original", "seqrec"):
-        r = out["setups"][setup]
+    setups = out["setups"]
+    assert list(setups) == ["original", "original_bucketed", "seqrec_fixed", "seqrec"]
+    for r in setups.values():
         assert r["tokens_per_s"] > 0 and 0 <= r["data_wait_fraction"] < 1 and "ndcg@10" in r["val"]
-    # Length-aware batches pad less than batches padded to max_len.
-    assert out["setups"]["seqrec"]["padding_fraction"] < out["setups"]["original"]["padding_fraction"]
-    assert (tmp_path / "training.md").exists()
+    # Length-aware batches pad less than batches padded to max_len, with either sampler.
+    for aware, fixed in (("seqrec", "seqrec_fixed"), ("original_bucketed", "original")):
+        assert setups[aware]["padding_fraction"] < setups[fixed]["padding_fraction"] - 0.3
+    assert setups["seqrec_fixed"]["padding_fraction"] == pytest.approx(setups["original"]["padding_fraction"], abs=0.05)
+    # Both routes multiply back to the whole speed-up, and each route's log shares sum to 1.
+    d = out["decomposition"]
+    total = out["speedup_tokens_per_s"]
+    assert d["sampler_at_fixed_padding"] * d["batching_with_engine"] == pytest.approx(total)
+    assert d["batching_with_python_sampler"] * d["sampler_at_length_aware_batches"] == pytest.approx(total)
+    assert d["sampler_at_fixed_padding_share"] + d["batching_with_engine_share"] == pytest.approx(1)
+    text = (tmp_path / "training.md").read_text()
+    assert "| batching_with_engine | seqrec / seqrec_fixed |" in text
+    assert json.loads((tmp_path / "training.json").read_text())["decomposition"] == pytest.approx(d)
+
+
+def test_original_sampler_groups_by_length_and_cuts_padding() -> None:
+    import numpy as np
+
+    lengths = np.array([2, 9, 3, 12, 5, 4, 8, 2])
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    items = (np.arange(offsets[-1]) % 20 + 1).astype(np.int32)
+    users = np.arange(lengths.size)
+    plain = list(training.OriginalSampler(offsets, items, 40, users, 4, 10, 6, seed=0))
+    bucketed = list(training.OriginalSampler(offsets, items, 40, users, 4, 10, 6, seed=0, bucket=True))
+    assert len(plain) == len(bucketed) == 6 and all(b["inputs"].shape == (4, 10) for b in plain)
+    for b in bucketed:  # cut to the longest row, which fills its first column; the rest as the loop builds them
+        width = b["inputs"].shape[1]
+        assert (b["inputs"][:, 0] != 0).any() and (b["targets"] != 0).sum(1).max() == width
+        assert b["negatives"].shape == (4, width, 1)
+        assert set(b["inputs"][b["inputs"] != 0].tolist()) <= set(items.tolist())
+    # Sorted by length within the group, so the batches differ in width and pad less than the plain ones.
+    assert len({b["inputs"].shape[1] for b in bucketed}) > 1
+    padding = [sum(int((b["inputs"] == 0).sum()) for b in batches) / sum(b["inputs"].numel() for b in batches)
+               for batches in (plain, bucketed)]
+    assert padding[1] < padding[0]
 
 
 @pytest.mark.slow
@@ -49,7 +83,7 @@ def test_accuracy_runner_on_a_tiny_file_and_skips_missing_data(tmp_path, monkeyp
 
 
 def test_retrieval_benchmark_runs(tmp_path) -> None:
-    pytest.importorskip("faiss")
+    require("faiss")
     from benchmarks import retrieval
 
     out = retrieval.main(["--items", "3000", "--dim", "16", "--queries", "50", "--ef", "16", "64", "--repeats", "1",
@@ -78,6 +112,12 @@ def test_suite_comparison_flags_a_regression_and_plots_history(tmp_path) -> None
     waiting = {"figures": {k: dict(v) for k, v in figures.items()}}
     waiting["figures"]["training.sasrec_data_wait_fraction"]["median"] = 0.2
     assert not suite.compare(waiting, base)[0]
+    # A figure that cannot be compared fails too, and the table says where it is missing.
+    gone = {"figures": {k: dict(v) for k, v in figures.items() if k != "batching.epoch_vs_numpy"}}
+    passed, table = suite.compare(gone, base)
+    assert not passed and "| batching.epoch_vs_numpy | 10 | – | – | **MISSING** from this run |" in table
+    passed, table = suite.compare(same, gone)
+    assert not passed and "**MISSING** from the baseline (refresh it with `python -m benchmarks baseline`)" in table
 
     machine = {"git_commit": "abc", "time": "t", "cores": 2, "torch": "x"}
     history = tmp_path / "history.jsonl"
@@ -112,14 +152,20 @@ def test_suite_commands_write_runs_history_baseline_and_plot(tmp_path, monkeypat
     machine = {"git_commit": "abc", "time": "2026-01-01T00:00:00", "cores": 2, "torch": "x"}
     fake = {"machine": machine, "seconds": 1.0,
             "figures": {name: {"median": 2.0, "min": 1.0, "max": 3.0} for name in suite.CHECKS}}
-    monkeypatch.setattr(suite, "run_suite", lambda name: {"suite": name, **fake})
+    slowdowns = []
+
+    def run_suite(name, engine_slowdown=1.0):
+        slowdowns.append(engine_slowdown)
+        return {"suite": name, **fake}
+
+    monkeypatch.setattr(suite, "run_suite", run_suite)
     base = tmp_path / "baseline.json"
     assert suite.main(["baseline", "--baseline", str(base)]) == 0
     assert json.loads(base.read_text())["suite"] == "ci"
     history = tmp_path / "history.jsonl"
     for _ in range(2):
         assert suite.main(["run", "--suite", "full", "--baseline", str(base), "--out", str(tmp_path / "runs"),
-                           "--history", str(history), "--check"]) == 0
+                           "--history", str(history)]) == 0
     assert len(history.read_text().splitlines()) == 2
     assert len(list((tmp_path / "runs").glob("full-*.json"))) >= 1
     assert "Not compared: the baseline" in capsys.readouterr().out  # a full run is not held to the ci baseline
@@ -127,8 +173,45 @@ def test_suite_commands_write_runs_history_baseline_and_plot(tmp_path, monkeypat
     assert "| batching.rust_vs_numpy | 2 | 2 | >= 1 | ok |" in capsys.readouterr().out
     assert suite.main(["plot", "--history", str(history), "--out", str(tmp_path / "h.png")]) == 0
     assert (tmp_path / "h.png").exists()
+    # --check fails whenever it cannot compare: no baseline file, or a baseline of another suite.
+    missing = tmp_path / "nowhere.json"
+    assert suite.main(["run", "--baseline", str(missing), "--out", str(tmp_path / "runs"), "--check"]) == 1
+    assert f"no baseline file {missing}" in capsys.readouterr().err
+    assert suite.main(["run", "--suite", "full", "--baseline", str(base), "--out", str(tmp_path / "runs"),
+                       "--history", str(history), "--check"]) == 1
+    assert "is a ci run, this a full run" in capsys.readouterr().err
+    assert suite.main(["run", "--baseline", str(base), "--out", str(tmp_path / "runs"), "--check",
+                       "--slow-engine", "1.3"]) == 0 and slowdowns[-1] == 1.3  # reaches the measurement
     fake["figures"]["batching.rust_vs_numpy"]["median"] = 0.5
     assert suite.main(["run", "--baseline", str(base), "--out", str(tmp_path / "runs"), "--check"]) == 1
+    del fake["figures"]["batching.epoch_vs_numpy"]
+    fake["figures"]["batching.rust_vs_numpy"]["median"] = 2.0
+    assert suite.main(["run", "--baseline", str(base), "--out", str(tmp_path / "runs"), "--check"]) == 1
+    assert "**MISSING** from this run" in capsys.readouterr().out
+
+
+def test_speed_gate_fails_on_an_injected_engine_slowdown() -> None:
+    # The engine's build of a real training epoch against numpy's, on a small epoch: a measurement whose
+    # engine does 1.3x the work must fail the suite's check against an unslowed one, and a second unslowed
+    # one must pass it. One epoch for all three: what differs between processes (memory layout, the
+    # neighbours) is the noise the tolerance was sized on (see suite.CHECKS), not what this test shows.
+    from benchmarks import suite
+
+    name = "batching.epoch_vs_numpy"
+    only = {name: suite.CHECKS[name]}
+    epoch = batching.TrainingEpoch(users=5000)
+
+    def run(slowdown: float) -> dict:
+        r = epoch.measure(repeats=3, passes=5, slowdown=slowdown)
+        return {"figures": {name: suite.stats(r["vs_numpy"])}, "engine": suite.stats(r["engine_ns_per_token"])}
+
+    base = run(1.0)
+    slow = run(1.3)
+    passed, table = suite.compare(slow, base, only)
+    assert not passed and "**REGRESSION**" in table, table
+    assert slow["engine"]["median"] < 1.45 * base["engine"]["median"]  # the injected work measured about 1.3x
+    passed, table = suite.compare(run(1.0), base, only)
+    assert passed, table
 
 
 @pytest.mark.slow
@@ -149,9 +232,14 @@ def test_large_catalogue_benchmark_runs(tmp_path) -> None:
 def test_kernels_benchmark_runs(tmp_path) -> None:
     from benchmarks import kernels
 
-    out = kernels.main(["--users", "16", "--items", "500", "--negatives", "8", "--repeats", "1", "--out", str(tmp_path)])
+    out = kernels.main(["--users", "16", "--items", "500", "--negatives", "8", "--repeats", "1", "--train-users", "300",
+                        "--train-epochs", "1", "--hidden", "8", "--out", str(tmp_path)])
     assert out["rank_counts"]["speedup"] > 0 and out["shared_negatives"]["speedup"] > 0
-    assert "speed-up" in (tmp_path / "kernels.md").read_text()
+    trained = out["rank_counts_trained"]
+    assert trained["speedup"] > 0 and trained["users"] == 16 and 0 <= trained["rows_counted"] <= 1
+    assert trained["columns"] == trained["model"]["items"] + 1  # every item's score, and the padding column
+    text = (tmp_path / "kernels.md").read_text()
+    assert "speed-up" in text and "trained SASRec's scores" in text
 
 
 @pytest.mark.slow
