@@ -181,19 +181,24 @@ def table(rows: list[dict]) -> str:
         present = [c for c in candidates if c in by_config]
         if not present:
             continue
-        # Seed 42 of each candidate: the candidates then differ only in the recipe.
-        first = {c: next((r for r in by_config[c] if r["seed"] == 42 and metric in r["val"]), None) for c in present}
-        score = {c: r["val"][metric] for c, r in first.items() if r is not None}
-        lines += ["", f"Choice for {group}, on validation {metric} of seed 42 (test not used):", "",
+        # The seeds every candidate ran: the candidates then differ only in the recipe. The score is each run's
+        # last validation (where early stopping or the budget ended it), the one figure every stored run has.
+        common = sorted(set.intersection(*({r["seed"] for r in by_config[c] if metric in r["val"]} for c in present)))
+        chosen_runs = {c: [r for r in by_config[c] if r["seed"] in common] for c in present}
+        score = {c: statistics.mean(r["val"][metric] for r in runs) for c, runs in chosen_runs.items() if runs}
+        lines += ["", f"Choice for {group}, on validation {metric} (mean over seeds {', '.join(map(str, common))}, "
+                  "which every candidate ran; the last validation of each run; test not used):", "",
                   "| candidate | overrides | budget (min) | epochs | validation " + metric + " |", "|---|---|---:|---:|---:|"]
         for c in present:
-            r = first[c]
+            runs = chosen_runs[c]
             over = " ".join(by_config[c][0].get("overrides", [])) or "(the config as shipped)"
-            if r is None:
+            if not runs:
                 lines.append(f"| {c} | {over} | – | – | – |")
                 continue
-            budget = f"{r['budget_minutes']:g}" if r.get("budget_minutes") is not None else "not recorded"
-            lines.append(f"| {c} | {over} | {budget} | {r['epochs']} | {score[c]:.4f} |")
+            budgets = sorted({f"{r['budget_minutes']:g}" if r.get("budget_minutes") is not None else "not recorded"
+                              for r in runs})
+            lines.append(f"| {c} | {over} | {', '.join(budgets)} | {', '.join(str(r['epochs']) for r in runs)} | "
+                         f"{score[c]:.4f} |")
         if score:
             best = max(score, key=score.__getitem__)
             lines += ["", f"Chosen: {best}, which configs/{shipped}.yaml holds (the others' test numbers above are "
