@@ -52,7 +52,10 @@ def test_validate_and_test_from_checkpoint(tiny: list[str], tmp_path: Path, caps
     assert "Test results" not in capsys.readouterr().out
     val = run(["validate", *base, f"--ckpt_path={ckpt}"])
     test = run(["test", *base, f"--ckpt_path={ckpt}"])
-    assert "Test results on synthetic" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.count("Test results on synthetic") == 1
+    assert "DataLoader 0" not in out.split("Test results on")[1]  # validate's table, but not test's raw one
+    assert test.trainer.test_loop.verbose is False
     assert val.model.results["val"]["ndcg@10"] == pytest.approx(fit.model.results["val"]["ndcg@10"], abs=1e-6)
     assert 0 < test.model.results["test"]["ndcg@10"] <= 1
 
@@ -105,6 +108,61 @@ def test_games_config_on_a_tiny_file_in_that_format(tmp_path: Path, monkeypatch:
 def test_console_script_help() -> None:
     res = subprocess.run([sys.executable, "-m", "seqrec.cli", "fit", "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "--data.path" in res.stdout and "--model.loss" in res.stdout
+    # Each key has its line of help: those documented together once had none.
+    assert re.search(r"--model\.num_blocks NUM_BLOCKS\s+Transformer blocks", res.stdout), res.stdout[:2000]
+    assert re.search(r"--data\.eval_batch_size EVAL_BATCH_SIZE\s+Users per evaluation", res.stdout)
+
+
+def _after(argv: list[str]) -> subprocess.CompletedProcess:
+    """``seqrec ARGV`` in a fresh interpreter; its last stdout line says whether torch and Lightning were imported."""
+    code = ("import sys; sys.argv = ['seqrec', *sys.argv[1:]]\n"
+            "from seqrec.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('imported', 'torch' in sys.modules, 'pytorch_lightning' in sys.modules)")
+    return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
+
+
+def test_seqrec_help_lists_every_subcommand_without_torch() -> None:
+    from seqrec.cli import TOOLS, TRAINING
+
+    res = _after(["--help"])
+    listed = re.findall(r"^  (\w+)\s", res.stdout, flags=re.M)
+    assert listed == ["fit", "validate", "test", "predict", "data", "plot", "export", "compare", "evaluate"], res.stdout
+    assert set(listed) == set(TRAINING) | set(TOOLS)
+    assert "PNG training curves" in res.stdout  # the tools' own help lines
+    assert res.stdout.splitlines()[-1] == "imported False False"
+    assert _after(["data", "--help"]).stdout.splitlines()[-1] == "imported False False"
+    assert "usage: seqrec data" in _after(["data", "--help"]).stdout
+    bare = subprocess.run([sys.executable, "-m", "seqrec.cli"], capture_output=True, text=True)
+    assert bare.returncode == 2 and "predict" in bare.stderr and "evaluate" in bare.stderr
+
+
+def test_every_tool_of_the_tools_parser_is_a_seqrec_subcommand() -> None:
+    import argparse
+
+    from seqrec.cli import TOOLS
+    from seqrec.cli.tools import parser
+
+    sub = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert sorted(sub.choices) == sorted(TOOLS)
+
+
+@pytest.mark.parametrize("cls", ["seqrec.train.module.SeqRecModule", "seqrec.data.datamodule.SeqRecDataModule",
+                                 "seqrec.data.source.SyntheticSpec"])
+def test_every_init_argument_has_its_own_entry_in_the_docstring(cls: str) -> None:
+    # What `seqrec fit --help` shows for a key is its numpydoc entry, read by jsonargparse: an argument listed
+    # with others ("a, b : int") or not at all has no help.
+    import importlib
+    import inspect
+
+    import docstring_parser
+
+    module, name = cls.rsplit(".", 1)
+    klass = getattr(importlib.import_module(module), name)
+    documented = {p.arg_name: p.description for p in docstring_parser.parse(klass.__doc__, docstring_parser.DocstringStyle.NUMPYDOC).params}
+    arguments = [a for a in inspect.signature(klass.__init__).parameters if a != "self"]
+    missing = [a for a in arguments if not documented.get(a)]
+    assert not missing, f"{name}: no docstring entry of its own for {missing}"
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
@@ -136,8 +194,22 @@ def test_wandb_offline_run_records_config_metrics_table_and_checkpoint(tiny: lis
     assert len(runs) == 1
     record = read_offline_run(runs[0], wait_seconds=30)
     assert record["finished"]
-    assert record["config"].get("loss") == "ce" and record["config"]["hidden_size"] == 16, sorted(record["config"])
-    assert record["config"]["dataset"]["users"] == 300
+    config = record["config"]
+    # The resolved config as the command line names it: model, data and trainer, the data's linked values too.
+    assert config["model"]["loss"] == "ce" and config["model"]["hidden_size"] == 16, sorted(config)
+    assert config["model"]["num_items"] == cli.datamodule.num_items == 120
+    assert {k: config["data"][k] for k in ("path", "split", "batch_size", "num_negatives", "negatives", "seed")} == {
+        "path": None, "split": "leave_one_out", "batch_size": 128, "num_negatives": 1, "negatives": "uniform", "seed": 42}
+    assert config["data"]["synthetic"]["num_users"] == 300
+    assert config["trainer"]["max_epochs"] == 2 and config["seed_everything"] == 42
+    assert config["dataset"]["users"] == 300
+    assert "_instantiator" not in json.dumps(config)
+    # The CSV logger got the same.
+    import yaml
+
+    hparams = yaml.safe_load(next(tmp_path.rglob("hparams.yaml")).read_text())
+    assert hparams["data"] == config["data"] and hparams["model"] == config["model"]
+    assert "_instantiator" not in json.dumps(hparams)
     logged = {k for row in record["history"] for k in row}
     for key in ("train/loss", "val/ndcg@10", "val/hr@10", "val/mrr@10", "train/tokens_per_s",
                 "train/data_wait_fraction", "test/ndcg@10", "test/recommendations"):
@@ -208,3 +280,78 @@ def test_the_console_script_prints_one_line_for_a_bad_checkpoint(tmp_path: Path)
     assert f"seqrec: error: {bad}: not a readable checkpoint" in proc.stderr
     assert "Traceback" not in proc.stderr and "weights_only` set to `False`" not in proc.stderr
     assert "args parameter is intended" not in proc.stderr  # the command line reaches LightningCLI once
+
+
+@pytest.mark.slow
+def test_a_run_is_one_folder(tiny: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Everything a fit writes lands under trainer.default_root_dir, with the shipped config's own loggers
+    (which name no save_dir): checkpoints, the CSV log, config.yaml, the test results and the W&B run."""
+    import wandb
+    from seqrec.cli.tools import tools
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    args = ["fit", "--config", str(ROOT / "configs/sasrec_synthetic.yaml"), *tiny, "--trainer.max_epochs=1",
+            "--trainer.default_root_dir=runs/X"]
+    run(args)
+    wandb.finish()
+    root = cwd / "runs" / "X"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd"] and sorted(p.name for p in cwd.iterdir()) == ["runs"]
+    assert sorted(p.name for p in (cwd / "runs").iterdir()) == ["X"]  # nothing beside the run folder
+    assert (root / "best.ckpt").resolve().is_file() and (root / "test_results.json").is_file()
+    for name in ("last.ckpt", "metrics.csv", "config.yaml", "hparams.yaml"):
+        assert len(list(root.rglob(name))) == 1, name
+    assert len(list((root / "wandb").glob("offline-run-*/run-*.wandb"))) == 1
+    assert tools(["plot", "runs/X"]) == 0 and (root / "validation.png").exists()  # seqrec plot finds the curves
+
+    # A second fit into the same folder goes to X-2, and its loggers follow it there.
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    before = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    second = run([*args, "--data.seed=7"])
+    assert Path(second.trainer.default_root_dir) == Path("runs/X-2")
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == before
+    for name in ("best.ckpt", "test_results.json", "logs/version_0/metrics.csv", "logs/version_0/config.yaml"):
+        assert (cwd / "runs" / "X-2" / name).exists(), name
+
+
+@pytest.mark.slow
+def test_fit_prints_none_of_lightning_wandb_and_torch_noise(tiny: list[str], tmp_path: Path) -> None:
+    import os
+
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    env.pop("WANDB_SILENT", None)  # W&B's own warnings too, as a user sees them
+    proc = subprocess.run([sys.executable, "-m", "seqrec.cli", "fit", "--config", str(ROOT / "configs/sasrec_synthetic.yaml"),
+                           *tiny, "--trainer.max_epochs=1", f"--trainer.default_root_dir={tmp_path / 'run'}"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    printed = proc.stdout + proc.stderr
+    for noise in ("litlogger", "litmodels",  # Lightning's adverts
+                  "anonymous setting has no effect",  # W&B, for an argument Lightning always passed
+                  "LeafSpec",  # torch's deprecation, raised inside Lightning's CombinedLoader
+                  "IterableDataset` has `__len__`",  # Lightning, about our evaluation batches
+                  "multiple `ModelCheckpoint` callbacks",  # Lightning, for test(ckpt_path="best")
+                  "Test metric", "DataLoader 0"):  # Lightning's raw test table after ours
+        assert noise not in printed, noise
+    assert proc.stdout.count("Test results on synthetic") == 1
+
+
+def test_loggers_follow_the_run_folder_to_a_fresh_one(tmp_path: Path) -> None:
+    from jsonargparse import Namespace
+    from seqrec.cli.lightning import follow_run_folder
+
+    root, fresh = tmp_path / "X", tmp_path / "X-2"
+
+    def logger(save_dir):
+        return Namespace(class_path="L", init_args=Namespace(save_dir=save_dir))
+
+    loggers = [logger(None), logger(str(root / "logs")), logger(str(root)), logger(str(tmp_path / "elsewhere")),
+               Namespace(class_path="NoSaveDir", init_args=Namespace(name="n"))]
+    follow_run_folder(loggers, root, fresh)
+    assert [entry.init_args.get("save_dir") for entry in loggers] == [
+        str(fresh), str(fresh / "logs"), str(fresh), str(tmp_path / "elsewhere"), None]
+    single = logger(None)
+    follow_run_folder(single, root, root)  # not moved: a missing save_dir is the run folder itself
+    assert single.init_args.save_dir == str(root)
+    follow_run_folder(False, root, fresh)  # no logger: nothing to do

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import wandb
 from conftest import (
@@ -83,7 +84,8 @@ def test_readme_commands_run_in_order(tmp_path: Path, monkeypatch: pytest.Monkey
     assert len(commands) >= 9 and {c[0] for c in commands} >= {"fit", "predict", "data", "plot", "export"}
     for words in commands:
         if words[0] in TRAINING:
-            config = words[words.index("--config") + 1]
+            # Without --config (a checkpoint alone), the data is the checkpoint's: nothing to shrink.
+            config = words[words.index("--config") + 1] if "--config" in words else ""
             extra = QUICK + (SYNTHETIC if "synthetic" in config and "--data.path" not in words else [])
             logger = "--trainer.logger=false" if words[0] == "predict" else None
             args = [*words, *extra, *([logger] if logger else [])]
@@ -100,6 +102,9 @@ def test_readme_commands_run_in_order(tmp_path: Path, monkeypatch: pytest.Monkey
     out = capsys.readouterr().out
     assert "best checkpoint:" in out and "wrote top-10 recommendations" in out
     assert (tmp_path / "recs.parquet").exists() and (tmp_path / "exported" / "scorer.onnx").exists()
+    # The checkpoint alone predicts for the users it was trained on (300, not the config's default 6,000).
+    assert pq.read_table(tmp_path / "recs_parts").equals(pq.read_table(tmp_path / "recs.parquet"))
+    assert len(set(pq.read_table(tmp_path / "recs.parquet").column("user_id").to_pylist())) == 300
     assert (tmp_path / "data" / "prepared" / "meta.json").exists()
     assert list((tmp_path / "runs" / "stats" / "ratings.dat").glob("*.png"))
 

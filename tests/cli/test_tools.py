@@ -52,3 +52,71 @@ def test_tool_errors_are_messages_not_tracebacks(tmp_path: Path) -> None:
                           "from seqrec.cli import main; main()" % tmp_path], capture_output=True, text=True)
     assert res.returncode == 2
     assert "no metrics.csv and no offline W&B run" in res.stderr and "Traceback" not in res.stderr
+
+
+def _events(tmp_path: Path, sep: str = ",", suffix: str = ".csv") -> Path:
+    path = tmp_path / f"events{suffix}"
+    rows = [f"u{u}{sep}s{(u + t) % 7}{sep}{t}" for u in range(6) for t in range(4)]
+    path.write_text(sep.join(("uid", "sku", "ts")) + "\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_tools_name_columns_as_training_does(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    src = _events(tmp_path)
+    assert tools(["data", "stats", str(src), "--columns", "uid", "sku", "ts", "--out", str(tmp_path / "png")]) == 0
+    summary = json.loads(capsys.readouterr().out.split("\nplots:")[0])
+    assert (summary["users"], summary["items"], summary["interactions"]) == (6, 7, 24)
+    # TIME null keeps file order, as data.columns' null does in a training config.
+    assert tools(["data", "prepare", str(src), str(tmp_path / "p"), "--columns", "uid", "sku", "null"]) == 0
+    assert json.loads(capsys.readouterr().out)["after"]["interactions"] == 24
+    # The old one-column flags still work, alone; beside --columns they are refused by name.
+    assert tools(["data", "stats", str(src), "--user-col", "uid", "--item-col", "sku", "--time-col", "ts",
+                  "--out", str(tmp_path / "png")]) == 0
+    capsys.readouterr()
+    with pytest.raises(ValueError, match=r"--item-col and --columns both name columns"):
+        tools(["data", "stats", str(src), "--columns", "uid", "sku", "ts", "--item-col", "sku"])
+    with pytest.raises(ValueError, match=r"--columns: the USER column needs a name"):
+        tools(["data", "stats", str(src), "--columns", "null", "sku", "ts"])
+    with pytest.raises(SystemExit):  # argparse: --columns takes exactly USER ITEM TIME
+        tools(["data", "stats", str(src), "--columns", "uid", "sku"])
+    assert "--user-col" not in tools_help(capsys) and "--columns USER ITEM TIME" in tools_help(capsys)
+
+
+def tools_help(capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit):
+        tools(["data", "stats", "--help"])
+    return capsys.readouterr().out
+
+
+def test_tools_read_tsv_and_other_delimiters(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    tsv = _events(tmp_path, "\t", ".tsv")
+    assert tools(["data", "stats", str(tsv), "--columns", "uid", "sku", "ts", "--out", str(tmp_path / "a")]) == 0
+    assert json.loads(capsys.readouterr().out.split("\nplots:")[0])["interactions"] == 24
+    piped = _events(tmp_path, "|")
+    assert tools(["data", "stats", str(piped), "--columns", "uid", "sku", "ts", "--delimiter", "|",
+                  "--out", str(tmp_path / "b")]) == 0
+    assert json.loads(capsys.readouterr().out.split("\nplots:")[0])["interactions"] == 24
+    with pytest.raises(ValueError, match=r"missing column.*the header holds '\|'"):
+        tools(["data", "stats", str(piped), "--columns", "uid", "sku", "ts"])
+
+
+def test_data_stats_prints_four_significant_digits(fixtures: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    assert tools(["data", "stats", str(fixtures / "sasrec.txt"), "--out", str(tmp_path)]) == 0
+    printed = json.loads(capsys.readouterr().out.split("\nplots:")[0])
+    exact = dataset_summary(load(fixtures / "sasrec.txt"))
+    floats = [name for name, v in exact.items() if isinstance(v, float) and len(repr(v)) > 7]
+    assert floats  # the summary has long floats (density 8/15 = 0.5333...) that must come out short
+    for name, value in exact.items():
+        assert printed[name] == (float(f"{value:.4g}") if isinstance(value, float) else value)
+    assert printed["density"] == 0.5333
+    from seqrec.cli.tools import rounded
+
+    assert rounded({"a": [1234567.0, 0.000123456, 7, float("inf")], "b": (2 / 3,)}) == \
+        {"a": [1235000.0, 0.0001235, 7, float("inf")], "b": [0.6667]}

@@ -186,3 +186,27 @@ def test_three_column_lines_are_not_taken_for_one_user_per_line(tmp_path: Path) 
         load(path)
     path.write_text("1 5 6\n2 5\n3 7 8 9\n")  # a real one-user-per-line file is still detected
     assert detect_format(path) == "user_lines"
+
+
+def test_tsv_is_split_on_tabs_and_the_delimiter_can_be_given(tmp_path: Path) -> None:
+    tsv = tmp_path / "events.tsv"
+    tsv.write_text("user_id\titem_id\ttimestamp\nu1\tpear, ripe\t20\nu1\tapple\t10\nu2\tfig\t5\n")
+    data = load(tsv)  # detected as a table, split on tabs: the comma inside an id stays in it
+    assert data.raw_user_ids.tolist() == ["u1", "u2"]
+    assert sequences(data) == [["apple", "pear, ripe"], ["fig"]]
+    semi = tmp_path / "events.csv"
+    semi.write_text("user_id;item_id;timestamp\n1;5;2\n1;6;1\n")
+    assert sequences(load(semi, delimiter=";")) == [[6, 5]]
+    written_out = load_table(tsv.rename(tmp_path / "events.txt"), delimiter="\\t")  # '\t' as a shell passes it
+    assert sequences(written_out) == [["apple", "pear, ripe"], ["fig"]]
+
+
+def test_a_wrong_or_unusable_delimiter_is_named(tmp_path: Path) -> None:
+    semi = tmp_path / "semi.csv"
+    semi.write_text("user_id;item_id;timestamp\n1;5;2\n")
+    with pytest.raises(DataFormatError, match=r"semi\.csv: missing column.*read with delimiter ','; the header "
+                                              r"holds ';': set data\.delimiter"):
+        load(semi)
+    for bad in (";;", "", '"'):
+        with pytest.raises(ValueError, match=r"semi\.csv: the delimiter \(data\.delimiter, --delimiter\) must be one"):
+            load(semi, delimiter=bad)

@@ -146,3 +146,95 @@ def test_slices_have_no_empty_groups_when_quartiles_tie() -> None:
     groups = out["slices"]["history_length"]["ndcg@10"]
     assert all(g["users"] > 0 for g in groups) and sum(g["users"] for g in groups) == n
     assert groups[0]["group"].startswith("4-") and len(groups) == 3  # the tied quartile at 4 merged away
+
+
+def _loop_bootstrap(x: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """The reference: one resample of users at a time (what bootstrap_ci did before it was vectorised)."""
+    rng = np.random.default_rng(seed)
+    return np.array([x[rng.integers(0, x.size, size=x.size)].mean() for _ in range(resamples)])
+
+
+def _loop_sign_flip_p(d: np.ndarray, resamples: int, seed: int) -> float:
+    rng = np.random.default_rng(seed)
+    extreme = sum(abs(((rng.integers(0, 2, size=d.size) * 2 - 1) * d).mean()) >= abs(d.mean()) - 1e-15
+                  for _ in range(resamples))
+    return (extreme + 1) / (resamples + 1)
+
+
+def _ndcg_like(rng: np.random.Generator, n: int, scale: float = 30.0) -> np.ndarray:
+    rank = np.floor(rng.exponential(scale, n)).astype(int)  # eleven distinct values, mostly 0
+    return np.where(rank < 10, 1 / np.log2(rank + 2), 0.0)
+
+
+@pytest.mark.parametrize("kind", ["few distinct values", "continuous"])
+def test_vectorised_bootstrap_draws_what_the_resampling_loop_draws(kind: str) -> None:
+    from seqrec.evaluate.uncertainty import GROUPED_MAX_VALUES, resampled_means
+
+    rng = np.random.default_rng(4)
+    n = 6000
+    x = _ndcg_like(rng, n) if kind == "few distinct values" else rng.gamma(0.5, size=n)
+    assert (np.unique(x).size <= GROUPED_MAX_VALUES) == (kind == "few distinct values")  # each path in turn
+    means = resampled_means(x, 4000, np.random.default_rng(0))
+    reference = _loop_bootstrap(x, 4000, seed=1)
+    sd = x.std() / np.sqrt(n)  # the bootstrap distribution's sd
+    # Mean and sd of the resampled means within 5 Monte Carlo sds (sd / sqrt(R); sd / sqrt(2R) for the sd).
+    assert means.mean() == pytest.approx(x.mean(), abs=5 * sd / np.sqrt(4000))
+    assert means.std() == pytest.approx(sd, rel=5 / np.sqrt(2 * 4000))
+    # The interval ends: quantiles of 4000 draws, each within 0.06 sd of the truth (one Monte Carlo sd).
+    ours, theirs = np.quantile(means, [0.025, 0.975]), np.quantile(reference, [0.025, 0.975])
+    np.testing.assert_allclose(ours, theirs, atol=0.4 * sd)
+    ci = bootstrap_ci(x, resamples=4000, seed=0)
+    assert (ci.low, ci.high) == tuple(np.quantile(means, [0.025, 0.975]))
+    assert bootstrap_ci(x, seed=5) == bootstrap_ci(x, seed=5) != bootstrap_ci(x, seed=6)
+
+
+@pytest.mark.parametrize("kind", ["few distinct values", "continuous"])
+def test_vectorised_sign_flip_p_value_agrees_with_the_loop(kind: str) -> None:
+    rng = np.random.default_rng(5)
+    n = 5000
+    if kind == "few distinct values":
+        a, b = _ndcg_like(rng, n), _ndcg_like(rng, n, scale=29.0)
+    else:
+        a, b = rng.random(n), rng.random(n)
+    res = paired_comparison(a, b, resamples=4000, seed=0)
+    expected = _loop_sign_flip_p(b - a, 4000, seed=1)
+    assert 0.01 < expected < 0.9  # a p-value the check can tell apart from 0 and 1
+    assert res.p_value == pytest.approx(expected, abs=5 * np.sqrt(expected * (1 - expected) / 4000) * np.sqrt(2))
+    assert paired_comparison(a, b, resamples=500, seed=3) == paired_comparison(a, b, resamples=500, seed=3)
+
+
+def test_bootstrap_and_comparison_cost_far_less_than_one_resample_at_a_time() -> None:
+    """The loop resampled 300k users 1,000 times per metric (about 3 s each on a free core, 30 s under load);
+    per-user metrics take few values, and counting draws per value is what the vectorised version does."""
+    import time
+
+    rng = np.random.default_rng(6)
+    a, b = _ndcg_like(rng, 100_000), _ndcg_like(rng, 100_000, scale=25.0)
+
+    def per_resample(f, resamples: int) -> float:
+        best = np.inf
+        for _ in range(3):
+            start = time.perf_counter()
+            f(resamples)
+            best = min(best, time.perf_counter() - start)
+        return best / resamples
+
+    loop = per_resample(lambda r: _loop_bootstrap(a, r, 0), 20)
+    ours = per_resample(lambda r: bootstrap_ci(a, resamples=r), 1000)
+    paired = per_resample(lambda r: paired_comparison(a, b, resamples=r), 1000)
+    assert ours * 20 < loop, f"bootstrap: {ours * 1e6:.1f} us per resample vs the loop's {loop * 1e6:.1f}"
+    # The comparison is a bootstrap plus a sign-flip test: twice the loop's work before.
+    assert paired * 10 < loop, f"paired comparison: {paired * 1e6:.1f} us per resample vs the loop's {loop * 1e6:.1f}"
+
+
+def test_comparison_table_prints_small_p_values_as_below_the_resolution() -> None:
+    from seqrec.evaluate.per_user import format_comparison
+
+    metrics = {"ndcg@10": {"a": 0.1, "b": 0.2, "difference": {"mean": 0.1, "low": 0.05, "high": 0.15},
+                           "p_value": 1 / 1001}}
+    table = format_comparison({"users": 10, "only_a": 0, "only_b": 0, "metrics": metrics}, "A", "B")
+    assert table.splitlines()[-1] == "| ndcg@10 | 0.1000 | 0.2000 | +0.1000 | [+0.0500, +0.1500] | < 0.001 |"
+    from seqrec.evaluate.per_user import format_p
+
+    assert [format_p(p) for p in (1 / 1001, 0.0009, 0.001, 0.01234, 0.5, 1.0)] == \
+        ["< 0.001", "< 0.001", "0.001", "0.012", "0.500", "1.000"]

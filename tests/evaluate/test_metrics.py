@@ -112,3 +112,18 @@ def test_chunked_metrics_equal_whole_catalogue_metrics(chunk: int) -> None:
         assert whole.keys() == parts.keys()
         for name in whole:
             torch.testing.assert_close(parts[name], whole[name], msg=f"{name} exclude={exclude}")
+
+
+def test_masked_top_k_never_returns_blocked_or_seen_items() -> None:
+    from seqrec.evaluate.ranking import masked_top_k
+
+    scores = torch.tensor([[9.0, 5, 4, 3, 2, 1], [9.0, 1, 2, 3, 4, 5]])  # column 0 (padding) scores best
+    batch = {"history_rows": torch.tensor([0]), "history_items": torch.tensor([1])}  # row 0 saw item 1
+    blocked = torch.tensor([False, False, True, False, False, False])  # product rules forbid item 2
+    _, items = masked_top_k(scores.clone(), batch, 3, True, blocked)
+    assert items.tolist() == [[3, 4, 5], [5, 4, 3]]
+    only = torch.ones(6, dtype=torch.bool)
+    only[[1, 3]] = False  # an allow-list of items 1 and 3
+    top, items = masked_top_k(scores.clone(), batch, 3, True, only)
+    assert items[0, 0] == 3 and torch.isinf(top[0, 1:]).all()  # row 0 saw item 1: one allowed item left
+    assert items[1, :2].tolist() == [3, 1] and torch.isinf(top[1, 2:]).all()

@@ -4,21 +4,47 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
+from typing import Any
 
 from seqrec.data.interactions import Interactions
 
 FORMAT_HELP = "auto, sasrec, user_lines, movielens, csv, parquet or prepared"
 
 
+COLUMNS = ("user_id", "item_id", "timestamp")
+NO_TIME = ("", "null", "none")  # a time column of these names: keep file order (null, as in a YAML config)
+# The flags the tools had before --columns, kept as aliases (one column each), hidden from --help.
+OLD_COLUMN_FLAGS = ("--user-col", "--item-col", "--time-col")
+
+
 def _add_input(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", help="a data file or prepared folder ($SEQREC_DATA_DIR expands), or 'synthetic'")
     p.add_argument("--format", default="auto", help=FORMAT_HELP)
-    p.add_argument("--user-col", default="user_id", help="CSV/parquet: the user column")
-    p.add_argument("--item-col", default="item_id", help="CSV/parquet: the item column")
-    p.add_argument("--time-col", default="timestamp", help="CSV/parquet: the time column ('' for file order)")
+    p.add_argument("--columns", nargs=3, default=None, metavar=("USER", "ITEM", "TIME"),
+                   help="CSV/TSV/parquet: the user, item and time columns, as data.columns in training "
+                        f"(default {' '.join(COLUMNS)}; TIME null keeps file order)")
+    p.add_argument("--delimiter", default=None,
+                   help="CSV/TSV: the field separator, as data.delimiter (default: tab for .tsv, comma otherwise)")
+    for position, flag in enumerate(OLD_COLUMN_FLAGS):
+        p.add_argument(flag, default=None, dest=f"old_column_{position}", help=argparse.SUPPRESS)
     p.add_argument("--timestamps", default=None,
                    help="one-user-per-line text: a 'user t1 t2 ...' file of the same users (e.g. Beauty_time.txt)")
+
+
+def _columns(args: argparse.Namespace) -> tuple[str, str, str | None]:
+    """--columns, or the old one-column flags in its place (both at once is refused)."""
+    old = [getattr(args, f"old_column_{i}") for i in range(3)]
+    given = [flag for flag, value in zip(OLD_COLUMN_FLAGS, old) if value is not None]
+    if args.columns is not None and given:
+        raise ValueError(f"{' and '.join(given)} and --columns both name columns: give --columns USER ITEM TIME alone")
+    columns = list(args.columns) if args.columns is not None else [
+        value if value is not None else default for value, default in zip(old, COLUMNS)]
+    for name, value in zip(("USER", "ITEM"), columns):
+        if value in NO_TIME:
+            raise ValueError(f"--columns: the {name} column needs a name, got {value!r}")
+    return columns[0], columns[1], None if columns[2] in NO_TIME else columns[2]
 
 
 def _read(args: argparse.Namespace) -> tuple[Interactions, str]:
@@ -27,13 +53,25 @@ def _read(args: argparse.Namespace) -> tuple[Interactions, str]:
     from seqrec.data.source import resolve_data_path
     from seqrec.data.synthetic import make_synthetic
 
+    user_col, item_col, time_col = _columns(args)
     if args.dataset == "synthetic":
         return make_synthetic(), "synthetic"
     path = resolve_data_path(args.dataset)
-    data = load(path, args.format, user_col=args.user_col, item_col=args.item_col, time_col=args.time_col or None)
+    data = load(path, args.format, user_col=user_col, item_col=item_col, time_col=time_col, delimiter=args.delimiter)
     if args.timestamps:
         data = attach_user_line_times(data, resolve_data_path(args.timestamps))
     return data, path.name
+
+
+def rounded(value: Any, digits: int = 4) -> Any:
+    """``value`` with every float inside it rounded to ``digits`` significant digits, for printing."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}") if math.isfinite(value) else value
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(v, digits) for v in value]
+    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -60,10 +98,16 @@ def parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="a report (markdown, JSON, PNGs) of a test run's per-user results")
     ev.add_argument("run_dir", type=Path, help="a run folder holding test_per_user.parquet (seqrec test writes it)")
     ev.add_argument("--out", type=Path, default=None, help="report folder (default RUN_DIR/report)")
-    export = sub.add_parser("export", help="item embeddings and an ONNX scorer from a checkpoint")
+    export = sub.add_parser("export", help="item and user embeddings and an ONNX scorer from a checkpoint")
     export.add_argument("checkpoint", type=Path, help="a .ckpt written by seqrec fit")
     export.add_argument("out", type=Path, help="output folder")
-    export.add_argument("--no-onnx", action="store_true", help="only the embeddings table (no ONNX scorer)")
+    export.add_argument("--no-onnx", action="store_true", help="only the embeddings (no ONNX scorer)")
+    export.add_argument("--onnx-top-k", type=int, default=0, metavar="K",
+                        help="the scorer also outputs the top K items, seen and disallowed ones left out "
+                             "(0: scores only)")
+    export.add_argument("--allow", type=Path, default=None, metavar="FILE",
+                        help="allow-list, one raw item id per line: allowed_items.npy, the top-k scorer's "
+                             "'allowed' input")
     return p
 
 
@@ -77,7 +121,7 @@ def tools(argv: list[str]) -> int:
         summary = dataset_summary(interactions)
         out = args.out or Path("runs") / "stats" / name
         paths = plot_dataset(interactions, name, out)
-        print(json.dumps({"dataset": name, **summary}, indent=2))
+        print(json.dumps(rounded({"dataset": name, **summary}), indent=2))
         print("plots: " + ", ".join(str(p) for p in paths))
         return 0
     if args.command == "data" and args.action == "prepare":
@@ -101,13 +145,14 @@ def tools(argv: list[str]) -> int:
         print("wrote: " + ", ".join(str(p) for p in report(args.run_dir, args.out)))
         return 0
     if args.command == "export":
-        from seqrec.serve.export import export
+        from seqrec.serve.export import export, onnx_extra_missing
 
-        try:
-            written = export(args.checkpoint, args.out, onnx=not args.no_onnx)
-        except ImportError as e:  # the optional extra is missing: say which, nothing was written
-            raise ValueError(str(e)) from None
+        missing = None if args.no_onnx else onnx_extra_missing()
+        written = export(args.checkpoint, args.out, onnx=False if args.no_onnx else None, top_k=args.onnx_top_k,
+                         allow=args.allow)
         print("wrote: " + ", ".join(str(p) for p in written))
+        if missing is not None:  # the embeddings are written; the scorer waits for the extra
+            print(f"skipped scorer.onnx: {missing}")
         return 0
     from seqrec.evaluate.plots import plot_run
 

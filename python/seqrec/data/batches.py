@@ -94,9 +94,15 @@ class TrainBatches(IterableDataset):
             yield out
 
 
-class FixedBatches(IterableDataset):
-    """Ready-made batches, as an iterable: Lightning adds no distributed sampler to it (the data module
-    already gave each rank its own users), so no user is dropped or evaluated twice."""
+class FixedBatches:
+    """Ready-made batches, handed to Lightning as a plain iterable (no DataLoader): Lightning adds no
+    distributed sampler to it (the data module already gave each rank its own users), so no user is dropped
+    or evaluated twice.
+
+    Not an ``IterableDataset`` on purpose: Lightning reads ``__len__`` for its progress bars and for fractional
+    ``limit_*_batches``, and warns about any ``IterableDataset`` that has one (a length can be wrong with
+    worker processes, which these batches never have).
+    """
 
     def __init__(self, batches: list[dict[str, torch.Tensor]]):
         self.batches = batches
@@ -106,6 +112,26 @@ class FixedBatches(IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         return iter(self.batches)
+
+
+class UserBatches:
+    """Batches of ``users``, ``batch_size`` at a time, each built by ``build(users)`` only when the iteration
+    reaches it: memory holds one batch, however many users (``seqrec predict``). A plain iterable, like
+    ``FixedBatches``."""
+
+    def __init__(self, users: np.ndarray, batch_size: int, build: Callable[[np.ndarray], dict[str, torch.Tensor]]):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.users = np.asarray(users, dtype=np.int64)
+        self.batch_size = batch_size
+        self.build = build
+
+    def __len__(self) -> int:
+        return (self.users.size + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        for start in range(0, self.users.size, self.batch_size):
+            yield self.build(self.users[start : start + self.batch_size])
 
 
 def left_pad(offsets: np.ndarray, items: np.ndarray, users: np.ndarray, max_len: int) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
@@ -12,7 +13,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from seqrec._core import LIMITS, BatchBuilder, SequenceStore
-from seqrec.data.batches import FixedBatches, TrainBatches, derive_seed, history_batches
+from seqrec.data.batches import (
+    FixedBatches,
+    TrainBatches,
+    UserBatches,
+    derive_seed,
+    history_batches,
+)
 from seqrec.data.description import DatasetInfo
 from seqrec.data.features import (
     NUM_TIME_BUCKETS,
@@ -22,7 +29,12 @@ from seqrec.data.features import (
     time_gap_buckets,
 )
 from seqrec.data.interactions import Interactions
-from seqrec.data.source import SyntheticSpec, load_source, resolve_data_path
+from seqrec.data.source import (
+    SyntheticSpec,
+    absolute_data_path,
+    load_source,
+    resolve_data_path,
+)
 from seqrec.data.split import LeaveOneOut, TimeSplit
 
 
@@ -43,8 +55,10 @@ class SeqRecDataModule(pl.LightningDataModule):
         Synthetic dataset parameters, used when ``path`` is None.
     max_len : int
         Most recent items a model sees per sequence.
-    batch_size, eval_batch_size : int
-        Sequences per training and per evaluation batch.
+    batch_size : int
+        Sequences per training batch (per process under DDP).
+    eval_batch_size : int
+        Users per evaluation and prediction batch.
     num_negatives : int
         Negatives per position for sampled losses (uniform or popularity ones in ``mixed`` mode).
     negatives : str
@@ -222,14 +236,39 @@ class SeqRecDataModule(pl.LightningDataModule):
         return self.interactions.num_items
 
     def source(self) -> dict[str, Any]:
-        """What reloads the same interactions (kept in checkpoints so recommendations can find histories)."""
+        """What reloads the same interactions (kept in checkpoints so recommendations can find histories).
+
+        Paths are expanded and absolute, as resolved now: a checkpoint then finds its data from any working
+        directory, and a file moved since says so by name.
+        """
         return {
-            "path": self.path,
+            "path": absolute_data_path(self.path),
             "format": self.format,
             "columns": list(self.columns),
             "synthetic": asdict(self.synthetic),
-            "timestamps": self.timestamps,
+            "timestamps": absolute_data_path(self.timestamps),
         }
+
+    # Arguments a checkpoint does not keep: the users to predict for are chosen at predict time, and the task
+    # follows model.architecture (the CLI links it).
+    NOT_STORED = ("predict_users", "task")
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The arguments of this data module (paths absolute, plain types), except ``NOT_STORED``: what a
+        checkpoint keeps, so that ``seqrec test|predict --ckpt_path`` alone builds the same data module."""
+        out: dict[str, Any] = {}
+        for name in inspect.signature(SeqRecDataModule.__init__).parameters:
+            if name == "self" or name in self.NOT_STORED:
+                continue
+            value = getattr(self, "split_name" if name == "split" else name)
+            if name in ("path", "timestamps", "item_features"):
+                value = absolute_data_path(value)
+            elif name == "synthetic":
+                value = asdict(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[name] = value
+        return out
 
     @property
     def num_attributes(self) -> int:
@@ -274,6 +313,7 @@ class SeqRecDataModule(pl.LightningDataModule):
                 attributes=None if self.attributes is None else self.attributes.table,
                 sampled_eval=self.sampled_eval,
                 num_sampled=self.num_sampled,
+                hyperparameters=self.hyperparameters(),
             )
         return self._info
 
@@ -375,8 +415,10 @@ class SeqRecDataModule(pl.LightningDataModule):
         # Popularity over the whole dataset, as in the BERT4Rec paper's protocol.
         return store.popularity_negatives(users, self.num_sampled, seed)
 
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(FixedBatches(self.eval_batches("val")), batch_size=None, num_workers=0)
+    # Evaluation and prediction batches go to Lightning as they are, without a DataLoader: they are built
+    # already (nothing to collate, no worker to run), and Lightning adds no sampler to a plain iterable.
+    def val_dataloader(self) -> FixedBatches:
+        return FixedBatches(self.eval_batches("val"))
 
     def users_to_predict(self) -> np.ndarray:
         """Dense indices of the users in ``predict_users`` (every user when None)."""
@@ -397,12 +439,25 @@ class SeqRecDataModule(pl.LightningDataModule):
             raise ValueError(f"{path}: no user ids")
         return np.asarray(users, dtype=np.int64)
 
-    def predict_dataloader(self) -> DataLoader:
-        data = self.interactions
-        batches = history_batches(data.offsets, data.items, self.users_to_predict(), self.max_len,
-                                  self.eval_batch_size, self._time_buckets)
-        # Every rank predicts every user (the writer keeps rank 0's): predicting is cheap next to training.
-        return DataLoader(FixedBatches(batches), batch_size=None, num_workers=0)
+    def predict_users_of_rank(self) -> np.ndarray:
+        """This process's share of ``users_to_predict``: a contiguous block, so that the ranks' outputs joined
+        in rank order are the users in their original order (``seqrec.serve.predictions`` joins them)."""
+        users = self.users_to_predict()
+        rank, world = self._rank_world()
+        if users.size < world:
+            raise ValueError(f"predict: {users.size} users for {world} processes; every process needs one "
+                             f"(use fewer --trainer.devices)")
+        return np.array_split(users, world)[rank]
 
-    def test_dataloader(self) -> DataLoader:
-        return DataLoader(FixedBatches(self.eval_batches("test")), batch_size=None, num_workers=0)
+    def predict_dataloader(self) -> UserBatches:
+        data = self.interactions
+
+        def build(users: np.ndarray) -> dict[str, torch.Tensor]:
+            return history_batches(data.offsets, data.items, users, self.max_len, users.size, self._time_buckets)[0]
+
+        # Built batch by batch as the predict loop asks for them: only one batch of inputs is held at a time,
+        # however many users.
+        return UserBatches(self.predict_users_of_rank(), self.eval_batch_size, build)
+
+    def test_dataloader(self) -> FixedBatches:
+        return FixedBatches(self.eval_batches("test"))

@@ -24,13 +24,17 @@ class DatasetInfo:
     raw_item_ids, raw_user_ids : np.ndarray
         Raw id of each dense item (entry 0 stands for padding) and of each dense user.
     source : dict
-        What reloads the interactions (``seqrec.data.source.load_source``).
+        What reloads the interactions (``seqrec.data.source.load_source``); its paths are absolute, so a
+        checkpoint finds its data from any working directory.
     train_item_counts : np.ndarray
         Training interactions per dense item, (num_items + 1,): the popularity baseline's scores.
     attributes : np.ndarray or None
         (num_items + 1, A) attribute ids per item, 0-padded, when the data has item attributes.
     sampled_eval, num_sampled : str, int
         The sampled evaluation protocol (``none``, ``uniform``, ``popularity``) and its negatives per user.
+    hyperparameters : dict
+        The data module's arguments (``SeqRecDataModule.hyperparameters``): with ``--ckpt_path`` and no data
+        options, the CLI builds the same data module from them.
     """
 
     name: str
@@ -43,10 +47,12 @@ class DatasetInfo:
     attributes: np.ndarray | None = None
     sampled_eval: str = "none"
     num_sampled: int = 0
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_checkpoint(self) -> dict[str, Any]:
-        """What a checkpoint keeps (the catalogue and where the data came from), with the format version."""
+        """What a checkpoint keeps (the catalogue, where the data came from and the data module's arguments),
+        with the format version. ``data`` is absent from checkpoints of older seqrec versions."""
         return {
             "version": VERSION,
             "name": self.name,
@@ -56,6 +62,7 @@ class DatasetInfo:
             "source": self.source,
             "sampled_eval": self.sampled_eval,
             "num_sampled": self.num_sampled,
+            "data": self.hyperparameters,
         }
 
 

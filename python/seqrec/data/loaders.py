@@ -81,10 +81,13 @@ def load_table(
     user_col: str = "user_id",
     item_col: str = "item_id",
     time_col: str | None = "timestamp",
+    delimiter: str | None = None,
 ) -> Interactions:
-    """CSV or parquet with user, item and (optional) timestamp columns, read by pyarrow.
+    """CSV, TSV or parquet with user, item and (optional) timestamp columns, read by pyarrow.
 
     Rows are ordered by timestamp within each user, ties kept in file order. Ids may be integers or strings.
+    ``delimiter`` separates the fields of a text file; None: a tab for ``.tsv``, a comma otherwise
+    (``\\t`` written out, as a command line gives it, means a tab).
     """
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -101,7 +104,8 @@ def load_table(
             # "2.0" as 2; ids_from_text decides exactly.
             as_text = {c: pa.string() for c in (user_col, item_col)}
             options = pacsv.ConvertOptions(column_types=as_text, strings_can_be_null=True)
-            table = pacsv.read_csv(path, convert_options=options)
+            parse = pacsv.ParseOptions(delimiter=text_delimiter(path, delimiter))
+            table = pacsv.read_csv(path, parse_options=parse, convert_options=options)
     except pa.ArrowInvalid as e:
         raise DataFormatError(f"{path}: {e}") from None
     names = table.column_names
@@ -111,7 +115,13 @@ def load_table(
     wanted = [c for c in (user_col, item_col, time_col) if c is not None]
     missing = [c for c in wanted if c not in table.column_names]
     if missing:
-        raise DataFormatError(f"{path}: missing column(s) {missing}; the file has {table.column_names}")
+        hint = ""
+        if path.suffix != ".parquet" and len(names) == 1:  # one column: perhaps split on the wrong character
+            used = text_delimiter(path, delimiter)
+            other = next((d for d in ("\t", ",", ";", "|") if d != used and d in names[0]), None)
+            if other is not None:
+                hint = f" (read with delimiter {used!r}; the header holds {other!r}: set data.delimiter / --delimiter)"
+        raise DataFormatError(f"{path}: missing column(s) {missing}; the file has {table.column_names}{hint}")
     if table.num_rows == 0:
         raise DataFormatError(f"{path}: the file is empty")
     cols = {}
@@ -134,6 +144,19 @@ def load_table(
 
 
 _INT64 = (-(2**63), 2**63 - 1)
+
+
+def text_delimiter(path: Path, delimiter: str | None) -> str:
+    """The field separator of a CSV/TSV file: ``delimiter`` (one character; ``\\t`` means a tab), or by the
+    extension a tab for ``.tsv`` and a comma otherwise."""
+    if delimiter is None:
+        return "\t" if path.suffix.lower() == ".tsv" else ","
+    if delimiter == "\\t":
+        return "\t"
+    if len(delimiter) != 1 or delimiter in ('"', "\n", "\r"):
+        raise ValueError(f"{path}: the delimiter (data.delimiter, --delimiter) must be one character other than "
+                         f"a quote or a line break, such as ',' or '\\t', got {delimiter!r}")
+    return delimiter
 
 
 def exact_ids(values: np.ndarray, path: Path, column: str, where: Any) -> np.ndarray:

@@ -130,6 +130,12 @@ def compare(run_a: str | os.PathLike[str], run_b: str | os.PathLike[str], resamp
     return out
 
 
+def format_p(p: float) -> str:
+    """A p-value as the tables print it: three decimals, or ``< 0.001`` below that (``0.000999`` would read as
+    more precise than a permutation test of 1,000 resamples, whose smallest p-value is 1/1001, can be)."""
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def format_comparison(result: dict[str, Any], run_a: str, run_b: str) -> str:
     lines = [f"B = {run_b} vs A = {run_a}: {result['users']} users in both "
              f"({result['only_a']} only in A, {result['only_b']} only in B); paired bootstrap interval of B - A, "
@@ -138,7 +144,7 @@ def format_comparison(result: dict[str, Any], run_a: str, run_b: str) -> str:
     for name, m in result["metrics"].items():
         d = m["difference"]
         lines.append(f"| {name} | {m['a']:.4f} | {m['b']:.4f} | {d['mean']:+.4f} | [{d['low']:+.4f}, {d['high']:+.4f}] | "
-                     f"{m['p_value']:.3g} |")
+                     f"{format_p(m['p_value'])} |")
     return "\n".join(lines)
 
 

@@ -26,13 +26,21 @@ def exclude_items(scores: torch.Tensor, rows: torch.Tensor, items: torch.Tensor,
     return scores
 
 
-def masked_top_k(scores: torch.Tensor, batch: dict[str, torch.Tensor], k: int, exclude_seen: bool) -> Any:
-    """Top-k of (B, N + 1) ``scores`` (modified in place) without padding and, with ``exclude_seen``, without
-    the items in the batch's ``history_rows`` / ``history_items``."""
+def masked_top_k(scores: torch.Tensor, batch: dict[str, torch.Tensor], k: int, exclude_seen: bool,
+                 blocked: torch.Tensor | None = None) -> Any:
+    """Top-k of (B, N + 1) ``scores`` (modified in place) without padding, without the items in ``blocked``
+    ((N + 1,) bool, True: never recommended; product rules, ``seqrec.serve.rules``) and, with ``exclude_seen``,
+    without the items in the batch's ``history_rows`` / ``history_items``.
+
+    Excluded items score ``-inf``; a row with fewer than k items left ends in ``-inf`` slots, which callers
+    drop (``recommendation_rows``) or blank (per-user rows).
+    """
     if exclude_seen and "history_rows" in batch:
         exclude_items(scores, batch["history_rows"], batch["history_items"])
     else:
         scores[:, 0] = float("-inf")
+    if blocked is not None:
+        scores.masked_fill_(blocked.to(scores.device), float("-inf"))  # (N + 1,) broadcast over the rows
     return scores.topk(k, dim=1)
 
 

@@ -1,10 +1,11 @@
-"""Top-k recommendations in raw ids from a trained checkpoint: for known users or for ad-hoc sequences."""
+"""Top-k recommendations in raw ids from a trained checkpoint: for known users or ad-hoc sequences, under
+product rules; similar items and the users' query vectors from the same model."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -15,6 +16,8 @@ from seqrec.data.features import time_gap_buckets
 from seqrec.data.interactions import Interactions
 from seqrec.data.source import load_source
 from seqrec.files import write_atomically
+from seqrec.serve.retrieval import exact_top_k
+from seqrec.serve.rules import blocked_items
 from seqrec.train.checkpoint_io import unreadable
 from seqrec.train.module import SeqRecModule
 
@@ -120,21 +123,33 @@ class Recommender:
             self._dense = lookup[self.histories.items].astype(np.int64)
         return self._dense
 
-    def _score(self, batches: list[dict[str, torch.Tensor]], k: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _score(self, batches: list[dict[str, torch.Tensor]], k: int, exclude_seen: bool,
+               blocked: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         device = self.module.device
+        mask = None if blocked is None else torch.from_numpy(blocked).to(device)
         items, scores = [], []
         with torch.no_grad():
             for batch in batches:
                 batch = {name: v.to(device) for name, v in batch.items()}
-                s, i = self.module.top_k(batch, k, exclude_seen)
+                s, i = self.module.top_k(batch, k, exclude_seen, mask)
                 items.append(i.cpu().numpy())
                 scores.append(s.cpu().numpy())
         return np.concatenate(items), np.concatenate(scores)
 
-    def recommend(
-        self, users: Sequence[Any] | None = None, k: int = 10, exclude_seen: bool = True, batch_size: int = 512
-    ) -> dict[str, np.ndarray]:
-        """Top-k for known users (raw ids; None: every user) from their whole history, in long format."""
+    def _queries(self, batches: list[dict[str, torch.Tensor]]) -> np.ndarray:
+        device, model = self.module.device, self.module.model
+        out = []
+        with torch.no_grad():
+            for batch in batches:
+                times = batch.get("time_inputs")
+                query = model.query(batch["inputs"].to(device), None if times is None else times.to(device))  # (B, D)
+                out.append(query.float().cpu().numpy())
+        return np.concatenate(out)
+
+    def _known_batches(
+        self, users: Sequence[Any] | None, batch_size: int
+    ) -> tuple[np.ndarray, list[dict[str, torch.Tensor]]]:
+        """Dense indices of known ``users`` (raw ids; None: every user) and batches of their whole histories."""
         if self.histories is None:
             raise ValueError("no histories: pass histories= or use recommend_sequences")
         data = self.histories
@@ -157,9 +172,29 @@ class Recommender:
             if data.timestamps is None:
                 raise ValueError(f"{data.source}: the model uses time features but the data has no timestamps")
             buckets = time_gap_buckets(data)[keep]
-        batches = history_batches(offsets, ids[keep], dense_users, self.max_len, batch_size, buckets)
-        items, scores = self._score(batches, k, exclude_seen)
-        return recommendation_rows(data.raw_user_ids[dense_users], self.raw_item_ids, items, scores)
+        return dense_users, history_batches(offsets, ids[keep], dense_users, self.max_len, batch_size, buckets)
+
+    def recommend(
+        self,
+        users: Sequence[Any] | None = None,
+        k: int = 10,
+        exclude_seen: bool = True,
+        batch_size: int = 512,
+        items_to_recommend: Iterable[Any] | None = None,
+        exclude_items: Iterable[Any] | None = None,
+        skip_unknown: bool = False,
+    ) -> dict[str, np.ndarray]:
+        """Top-k for known users (raw ids; None: every user) from their whole history, in long format.
+
+        ``items_to_recommend`` (raw ids, e.g. what is in stock) is the only items that may come out and
+        ``exclude_items`` (raw ids) items that must not, for every user of the call; with ``exclude_seen``
+        neither do the items a user already interacted with. A user with fewer than k items left gets fewer
+        rows. An unknown raw id in either list raises ``KeyError``, or is ignored with ``skip_unknown``.
+        """
+        dense_users, batches = self._known_batches(users, batch_size)
+        blocked = blocked_items(self.raw_item_ids, items_to_recommend, exclude_items, skip_unknown)
+        items, scores = self._score(batches, k, exclude_seen, blocked)
+        return recommendation_rows(self.histories.raw_user_ids[dense_users], self.raw_item_ids, items, scores)
 
     def recommend_sequences(
         self,
@@ -168,11 +203,18 @@ class Recommender:
         exclude_seen: bool = True,
         timestamps: Sequence[Sequence[int]] | None = None,
         skip_unknown: bool = False,
+        items_to_recommend: Iterable[Any] | None = None,
+        exclude_items: Iterable[Any] | None = None,
     ) -> dict[str, np.ndarray]:
-        """Top-k after ad-hoc sequences of raw item ids (new users), oldest first; ``user_id`` is the index."""
+        """Top-k after ad-hoc sequences of raw item ids (new users), oldest first; ``user_id`` is the index.
+
+        ``items_to_recommend`` and ``exclude_items`` as in ``recommend``; ``skip_unknown`` drops unknown raw
+        ids from the sequences and from both lists instead of raising.
+        """
         encoded = [self.encode(s, skip_unknown) for s in sequences]
         if any(e.size == 0 for e in encoded):
             raise ValueError("every sequence needs at least one known item")
+        blocked = blocked_items(self.raw_item_ids, items_to_recommend, exclude_items, skip_unknown)
         offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
         np.cumsum([e.size for e in encoded], out=offsets[1:])
         flat = np.concatenate(encoded)
@@ -185,8 +227,45 @@ class Recommender:
             buckets = time_gap_buckets(times)
         users = np.arange(len(encoded), dtype=np.int64)
         batches = history_batches(offsets, flat, users, self.max_len, 512, buckets)
-        items, scores = self._score(batches, k, exclude_seen)
+        items, scores = self._score(batches, k, exclude_seen, blocked)
         return recommendation_rows(users, self.raw_item_ids, items, scores)
+
+    def similar_items(
+        self,
+        items: Sequence[Any],
+        k: int = 10,
+        items_to_recommend: Iterable[Any] | None = None,
+        exclude_items: Iterable[Any] | None = None,
+        skip_unknown: bool = False,
+    ) -> dict[str, np.ndarray]:
+        """The k items nearest each of ``items`` (raw ids) in the item table, the item itself left out.
+
+        Nearest by cosine similarity (``score``, in [-1, 1]), not by dot product: the rows' norms grow with
+        popularity, and a dot product would give every item the same few popular neighbours. Long format:
+        ``item_id`` (the item asked about), ``rank``, ``similar_item_id``, ``score``. ``items_to_recommend``,
+        ``exclude_items`` and ``skip_unknown`` as in ``recommend`` (``skip_unknown`` also drops unknown
+        ``items``).
+        """
+        dense = self.encode(items, skip_unknown)
+        if dense.size == 0:
+            raise ValueError("similar_items needs at least one known item")
+        table = self.item_embeddings()  # (N, D); row i is dense item i + 1
+        unit = table / np.maximum(np.linalg.norm(table, axis=1, keepdims=True), 1e-12)
+        blocked = blocked_items(self.raw_item_ids, items_to_recommend, exclude_items, skip_unknown)
+        n = unit.shape[0]
+        scores, rows = exact_top_k(unit[dense - 1], unit, min(k, n), exclude=[np.array([d - 1]) for d in dense],
+                                   blocked=None if blocked is None else blocked[1:])
+        out = recommendation_rows(self.raw_item_ids[dense], self.raw_item_ids, rows + 1, scores)
+        return {"item_id": out["user_id"], "rank": out["rank"], "similar_item_id": out["item_id"],
+                "score": out["score"]}
+
+    def user_embeddings(
+        self, users: Sequence[Any] | None = None, batch_size: int = 512
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(raw user ids, (U, D) float32 query vectors) of known users (None: every user) after their whole
+        history: a user's vector times ``item_embeddings().T`` scores every item as ``recommend`` does."""
+        dense_users, batches = self._known_batches(users, batch_size)
+        return self.histories.raw_user_ids[dense_users], self._queries(batches)
 
     def item_embeddings(self) -> np.ndarray:
         """(num_items, D) float32: the table that scores items (row i is dense item i + 1)."""

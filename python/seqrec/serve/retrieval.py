@@ -16,17 +16,25 @@ def exact_top_k(
     k: int,
     exclude: Sequence[np.ndarray] | None = None,
     chunk: int = 65536,
+    blocked: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k rows of ``items`` by inner product with each query: (scores, indices), each (Q, k).
 
     The catalogue is scored ``chunk`` items at a time and merged into a running top-k, so memory stays
-    at Q x (chunk + k) whatever the catalogue size. ``exclude[q]`` lists row indices query q must not get.
+    at Q x (chunk + k) whatever the catalogue size. ``exclude[q]`` lists row indices query q must not get;
+    ``blocked`` ((N,) bool over the rows) those no query gets (product rules). Excluded rows score ``-inf``,
+    so a query with fewer than k rows left ends in ``-inf`` slots.
     """
     q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
     table = torch.from_numpy(np.ascontiguousarray(items, dtype=np.float32))
     n = table.shape[0]
     if not 1 <= k <= n:
         raise ValueError(f"k must lie in 1..{n} (the number of items), got {k}")
+    mask = None
+    if blocked is not None:
+        mask = torch.from_numpy(np.asarray(blocked, dtype=bool))
+        if mask.shape != (n,):
+            raise ValueError(f"blocked must be a mask of the {n} rows, got shape {tuple(mask.shape)}")
     if exclude is not None:  # (row, item) pairs, as evaluation batches hold them
         ex_rows = torch.from_numpy(np.repeat(np.arange(len(exclude)), [len(e) for e in exclude]).astype(np.int64))
         ex_items = torch.from_numpy(np.concatenate([np.asarray(e, dtype=np.int64) for e in exclude] or
@@ -38,6 +46,8 @@ def exact_top_k(
         s = q @ table[start:stop].T  # (Q, C)
         if exclude is not None:
             exclude_items(s, ex_rows, ex_items, start, padding=False)
+        if mask is not None:
+            s.masked_fill_(mask[start:stop], float("-inf"))
         s = torch.cat([best_s, s], dim=1)
         idx = torch.cat([best_i, torch.arange(start, stop).expand(q.shape[0], -1)], dim=1)
         best_s, pos = s.topk(min(k, s.shape[1]), dim=1)

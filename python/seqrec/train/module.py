@@ -8,6 +8,7 @@ from typing import Any, Callable, Literal
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 
 from seqrec.data.description import DatasetInfo, catalogue_from_checkpoint
 from seqrec.evaluate.ranking import batch_metrics, chunked_batch_metrics, masked_top_k
@@ -39,8 +40,14 @@ class SeqRecModule(pl.LightningModule):
         Catalogue size; linked from the data module by the CLI.
     max_len : int
         Longest input sequence; linked from the data module.
-    hidden_size, num_blocks, num_heads, dropout : int, int, int, float
-        Transformer size.
+    hidden_size : int
+        Embedding and transformer width.
+    num_blocks : int
+        Transformer blocks.
+    num_heads : int
+        Attention heads (``hidden_size`` must divide by it).
+    dropout : float
+        Dropout in the blocks (attention and feed-forward) and, unless ``embedding_dropout``, on the embeddings.
     norm_first : bool
         Pre-LN blocks (True) or the original post-LN blocks (False).
     block : str
@@ -64,8 +71,12 @@ class SeqRecModule(pl.LightningModule):
         Subtract the sampler's log-probabilities in ``sampled_softmax``.
     optimizer : str
         ``adam`` or ``adamw``.
-    lr, weight_decay, betas : float, float, tuple
-        Optimiser settings.
+    lr : float
+        Learning rate (the peak one with ``warmup_steps`` or a decaying ``lr_schedule``).
+    weight_decay : float
+        L2 penalty (``adam``) or decoupled weight decay (``adamw``).
+    betas : (float, float)
+        Adam's moment decay rates.
     weight_decay_scope : str
         ``all``: decay every parameter; ``matrices``: only the weight matrices of linear layers, never the item
         and position embeddings, norms or biases (what BERT and most published SASRec code do).
@@ -80,9 +91,11 @@ class SeqRecModule(pl.LightningModule):
         Cut-offs of HR@k, NDCG@k and MRR@k.
     exclude_seen : bool
         Exclude items the user already interacted with from the full ranking (the usual protocol).
-    num_attributes, max_attributes : int
-        Item attributes as extra input embeddings (mean of the item's attribute embeddings); linked from
-        the data module's ``item_features`` by the CLI (0: none).
+    num_attributes : int
+        Distinct item attributes, embedded as extra inputs (mean of the item's attribute embeddings); linked
+        from the data module's ``item_features`` by the CLI (0: none).
+    max_attributes : int
+        Most attributes of one item (the width of the attribute table); linked from the data module.
     num_time_buckets : int
         Time-gap buckets as an extra input embedding (SASRec only); linked from ``data.time_features``.
     eval_chunk : int
@@ -185,6 +198,7 @@ class SeqRecModule(pl.LightningModule):
         self.register_buffer("popularity", torch.zeros(num_items + 1), persistent=False)
         self.dataset: DatasetInfo | None = None  # what the data module describes (attach_dataset)
         self.catalogue: dict[str, Any] | None = None  # the stored description of a loaded checkpoint
+        self.item_rules: torch.Tensor | None = None  # (N + 1,) bool, True: never predicted (set_item_rules)
         self._totals = MetricTotals()
         self._baseline: dict[str, dict[str, float]] = {}  # popularity metrics of a stage, once computed
         self.evaluated: dict[str, int] = {}  # users evaluated in the last pass of each stage, all ranks
@@ -427,8 +441,20 @@ class SeqRecModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.catalogue = catalogue_from_checkpoint(checkpoint)
-        if self.catalogue is not None and self.dataset is not None:
-            self._check_catalogue(self.catalogue, self.dataset)
+        if self._trainer is not None and self.trainer.state.fn != TrainerFn.FITTING:
+            # Validating, testing or predicting from a checkpoint restores no training callbacks: their states
+            # (best-checkpoint bookkeeping, early-stopping patience) mean nothing there, and restoring them
+            # warned of callbacks missing from the command line and of checkpoint folders that "changed".
+            checkpoint.pop("callbacks", None)
+        if self.dataset is not None:
+            # Before the weights are loaded: a different catalogue would otherwise end in load_state_dict's
+            # page of "size mismatch for model.encoder.item_emb.weight".
+            if self.catalogue is not None:
+                self._check_catalogue(self.catalogue, self.dataset)
+            stored = checkpoint.get("hyper_parameters", {}).get("num_items")
+            if stored is not None and stored != self.hparams.num_items:
+                raise ValueError(f"the checkpoint's model has {stored} items and the data {self.hparams.num_items} "
+                                 f"({self.dataset.name}): use the data it was trained on")
         rng = checkpoint.get("seqrec_rng")
         if rng is not None:
             torch.set_rng_state(rng["torch"].cpu())
@@ -444,19 +470,34 @@ class SeqRecModule(pl.LightningModule):
             where = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b), min(len(mine), len(theirs)))
             a = mine[where] if where < len(mine) else "none"
             b = theirs[where] if where < len(theirs) else "none"
-            raise ValueError(f"the checkpoint's catalogue ({len(mine)} items, from {stored.get('source')}) is not "
-                             f"the data's ({len(theirs)} items, {info.name}): dense item {where + 1} is raw id "
-                             f"{a!r} in the checkpoint and {b!r} in the data")
+            source = stored.get("source") or {}
+            origin = source.get("path") or ("synthetic" if source else stored.get("name", "?"))
+            # One line, both sizes and both origins: the whole source dict made it unreadable.
+            raise ValueError(f"the checkpoint's catalogue has {len(mine)} items (trained on {origin}), the data "
+                             f"{len(theirs)} ({info.name}): dense item {where + 1} is raw id {a!r} in the "
+                             f"checkpoint and {b!r} in the data; use the data the model was trained on")
 
-    def top_k(self, batch: dict[str, torch.Tensor], k: int, exclude_seen: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def top_k(self, batch: dict[str, torch.Tensor], k: int, exclude_seen: bool = True,
+              blocked: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(scores, items), each (B, k): the best items for the histories of ``batch`` (dense ids).
 
-        ``exclude_seen`` drops the items in ``history_rows`` / ``history_items``; padding never comes out.
+        ``exclude_seen`` drops the items in ``history_rows`` / ``history_items``, ``blocked`` ((N + 1,) bool)
+        the items product rules forbid; padding never comes out. Slots nothing is left for score ``-inf``.
         """
-        return masked_top_k(self._scores(batch), batch, min(k, self.hparams.num_items), exclude_seen)
+        return masked_top_k(self._scores(batch), batch, min(k, self.hparams.num_items), exclude_seen, blocked)
+
+    def set_item_rules(self, blocked: np.ndarray | torch.Tensor | None) -> None:
+        """What ``predict`` never recommends: (N + 1,) bool, True for a forbidden item (``seqrec.serve.rules``
+        builds it from allow-list and exclusion files); None lifts the rules."""
+        if blocked is not None:
+            blocked = torch.as_tensor(blocked, dtype=torch.bool)
+            if blocked.shape != (self.hparams.num_items + 1,):
+                raise ValueError(f"item rules must be a mask of {self.hparams.num_items + 1} entries (padding and "
+                                 f"the {self.hparams.num_items} items), got shape {tuple(blocked.shape)}")
+        self.item_rules = blocked
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
-        scores, items = self.top_k(batch, self.hparams.predict_k, self.exclude_seen)
+        scores, items = self.top_k(batch, self.hparams.predict_k, self.exclude_seen, self.item_rules)
         return {"users": batch["users"], "items": items, "scores": scores}
 
     def metric_names(self, stage: str) -> set[str]:

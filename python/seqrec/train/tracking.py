@@ -1,4 +1,5 @@
-"""Experiment tracking in Weights & Biases: offline by default, so a run needs no account and no network."""
+"""Experiment tracking: CSV logs and Weights & Biases (offline by default, so a run needs no account and no
+network), both in the run folder unless told otherwise."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
+from pytorch_lightning.loggers import CSVLogger as _LightningCSVLogger
 from pytorch_lightning.loggers import WandbLogger as _LightningWandbLogger
 
 MODES = ("offline", "online", "disabled")
@@ -21,6 +23,25 @@ def resolve_mode(mode: str) -> str:
     return chosen
 
 
+class CSVLogger(_LightningCSVLogger):
+    """Lightning's ``CSVLogger`` whose ``save_dir`` may be left out: ``metrics.csv`` and ``hparams.yaml`` then
+    go to the run folder (Lightning's own requires one, so a config would have to repeat the run folder).
+
+    Parameters
+    ----------
+    save_dir : str or None
+        Folder above ``name/version_N``. None: the run folder, ``trainer.default_root_dir`` (``seqrec`` fills
+        it in before the logger is built; elsewhere None is the current folder).
+    name : str
+        Sub-folder of ``save_dir`` holding the ``version_N`` folders.
+    **kwargs
+        Passed on to Lightning's ``CSVLogger`` (``version``, ``prefix``, ``flush_logs_every_n_steps``).
+    """
+
+    def __init__(self, save_dir: str | None = None, name: str = "lightning_logs", **kwargs: Any):
+        super().__init__(save_dir="." if save_dir is None else save_dir, name=name, **kwargs)
+
+
 class WandbLogger(_LightningWandbLogger):
     """Lightning's ``WandbLogger`` with seqrec's defaults.
 
@@ -29,10 +50,17 @@ class WandbLogger(_LightningWandbLogger):
     mode : str
         ``offline`` (default: runs land under ``save_dir/wandb`` and ``wandb sync`` uploads them later),
         ``online`` or ``disabled``; the ``WANDB_MODE`` environment variable overrides it.
-    project, name, save_dir : str
-        Where the run is filed.
+    project : str
+        The W&B project the run is filed in.
+    name : str or None
+        The run's display name (None: W&B picks one).
+    save_dir : str or None
+        Folder of the run's local files (``save_dir/wandb``). None: the run folder, ``trainer.default_root_dir``
+        (``seqrec`` fills it in before the logger is built; elsewhere None is the current folder).
     log_model : bool
         Upload the best checkpoint as an artifact at the end of training.
+    **kwargs
+        Passed on to Lightning's ``WandbLogger`` (and from there to ``wandb.init``).
     """
 
     def __init__(
@@ -40,11 +68,13 @@ class WandbLogger(_LightningWandbLogger):
         mode: Literal["offline", "online", "disabled"] = "offline",
         project: str = "seqrec",
         name: str | None = None,
-        save_dir: str = "runs",
+        save_dir: str | None = None,
         log_model: bool = True,
         **kwargs: Any,
     ):
         resolved = resolve_mode(mode)
+        # Absolute: W&B's service process, which writes the run, may have started in another folder.
+        save_dir = str(Path("." if save_dir is None else save_dir).resolve())
         Path(save_dir).mkdir(parents=True, exist_ok=True)
         # Lightning refuses log_model offline; we log the best checkpoint ourselves at the end (finalize),
         # which W&B keeps with the offline run and uploads on `wandb sync`.
@@ -57,6 +87,9 @@ class WandbLogger(_LightningWandbLogger):
             mode=resolved,
             **kwargs,
         )
+        # Lightning always hands wandb.init an `anonymous` entry (None when unset), and W&B warns on every run
+        # that the setting has no effect: leave it out.
+        self._wandb_init.pop("anonymous", None)
         self.mode = resolved
         self._log_best_offline = log_model and resolved == "offline"
         self._best_path: str | None = None
