@@ -21,7 +21,7 @@ from pathlib import Path
 
 from seqrec.data.source import resolve_data_path
 
-from benchmarks.common import RESULTS, write
+from benchmarks.common import RESULTS, mean_sd, write
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,14 +126,6 @@ def _protocol(row: dict) -> str:
     return PROTOCOL.get(row["config"]) or PROTOCOL.get(row.get("base_config", ""), "?")
 
 
-def _mean_sd(values: list[float]) -> str:
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
-
-
 def _command(row: dict, seeds: list[int]) -> str:
     base = row.get("base_config", row["config"])
     budget = row.get("budget_minutes")
@@ -164,7 +156,7 @@ def table(rows: list[dict]) -> str:
         by_config.setdefault(r["config"], []).append(r)
     for name, runs in by_config.items():
         def agg(key: str, split: str = "test") -> str:
-            return _mean_sd([r[split][key] for r in runs if key in r.get(split, {})])
+            return mean_sd([r[split][key] for r in runs if key in r.get(split, {})])
         seeds = ",".join(str(r["seed"]) for r in runs)
         lines.append(f"| {name} | {seeds} | {max(r['epochs'] for r in runs)} | {max(r['minutes'] for r in runs):.0f} | "
                      f"{agg('ndcg@10', 'val')} | {agg('hr@10')} | {agg('ndcg@10')} | {_protocol(runs[0])} | "

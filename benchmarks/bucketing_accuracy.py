@@ -18,18 +18,10 @@ import json
 import statistics
 from pathlib import Path
 
-from benchmarks.common import RESULTS, write
+from benchmarks.common import RESULTS, mean_sd, write
 
 ARMS = ("sasrec_games", "sasrec_games_fixed")
 LABEL = {"sasrec_games": "bucketed", "sasrec_games_fixed": "fixed"}
-
-
-def _mean_sd(values: list[float]) -> str:
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
 def table(rows: list[dict]) -> str:
@@ -48,14 +40,14 @@ def table(rows: list[dict]) -> str:
         per = {arm: [curve[e]["val_ndcg@10"] for curve in curves[arm] if e in curve] for arm in ARMS}
         diff = (f"{statistics.mean(per['sasrec_games']) - statistics.mean(per['sasrec_games_fixed']):+.4f}"
                 if per["sasrec_games"] and per["sasrec_games_fixed"] else "–")
-        lines.append(f"| {e} | {_mean_sd(per['sasrec_games_fixed'])} | {_mean_sd(per['sasrec_games'])} | {diff} |")
+        lines.append(f"| {e} | {mean_sd(per['sasrec_games_fixed'])} | {mean_sd(per['sasrec_games'])} | {diff} |")
     lines += ["", "| arm | seeds | epochs | training seconds per epoch | test NDCG@10 (full) | test HR@10 (uniform-100) |",
               "|---|---|---:|---:|---:|---:|"]
     for arm, runs in arms.items():
         per_epoch = [r["train_seconds"] / max(r["epochs"], 1) for r in runs if r.get("train_seconds")]
         lines.append(f"| {LABEL[arm]} | {seeds[arm]} | {max((r['epochs'] for r in runs), default=0)} | "
-                     f"{statistics.median(per_epoch):.1f} | {_mean_sd([r['test']['ndcg@10'] for r in runs])} | "
-                     f"{_mean_sd([r['test']['sampled/hr@10'] for r in runs if 'sampled/hr@10' in r['test']])} |"
+                     f"{statistics.median(per_epoch):.1f} | {mean_sd([r['test']['ndcg@10'] for r in runs])} | "
+                     f"{mean_sd([r['test']['sampled/hr@10'] for r in runs if 'sampled/hr@10' in r['test']])} |"
                      if per_epoch else f"| {LABEL[arm]} | {seeds[arm]} | – | – | – | – |")
     return "\n".join(lines)
 

@@ -57,3 +57,12 @@ def write(name: str, payload: dict[str, Any], table: str, out_dir: Path = RESULT
     header = f"_{m['time']}, commit {m['git_commit']}, {m['cores']} cores, torch {m['torch']}_\n\n"
     (out_dir / f"{name}.md").write_text(header + table + "\n")
     return path
+
+
+def mean_sd(values: list[float]) -> str:
+    """How result tables show several seeds: ``mean ± standard deviation`` (one value as is, none as a dash)."""
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
