@@ -51,6 +51,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "sasrec_beauty_s3_ligr": ("sasrec_beauty_s3", ["--model.block=ligr"]),
     "sasrec_games_k16_ligr": ("sasrec_games", ["--data.num_negatives=16", "--model.block=ligr"]),
     "bert4rec_beauty_ligr": ("bert4rec_beauty", ["--model.block=ligr"]),
+    # BERT4Rec with SASRec-Beauty's pool recipe: 8,192 distinct items + the batch's targets, logQ-corrected.
+    "bert4rec_beauty_pool": ("bert4rec_beauty", ["--data.negative_pool=8192", "--data.pool_in_batch=true"]),
+    "bert4rec_beauty_pool_ligr": ("bert4rec_beauty", ["--data.negative_pool=8192", "--data.pool_in_batch=true",
+                                                      "--model.block=ligr"]),
 }
 PROTOCOL = {"sasrec_games": "uniform-100", "sasrec_games_best": "uniform-100", "sasrec_games_ce": "uniform-100",
             "sasrec_beauty": "popularity-100",
