@@ -51,6 +51,8 @@ class SeqRecDataModule(pl.LightningDataModule):
         written by ``seqrec data prepare``; ``auto`` recognises one).
     columns : (str, str, str or None)
         CSV/parquet column names of the user, the item and the timestamp (None: keep file order).
+    delimiter : str or None
+        CSV/TSV field separator, one character (``\\t`` for a tab); None: a tab for ``.tsv``, a comma otherwise.
     synthetic : SyntheticSpec
         Synthetic dataset parameters, used when ``path`` is None.
     max_len : int
@@ -130,6 +132,7 @@ class SeqRecDataModule(pl.LightningDataModule):
         path: str | None = None,
         format: Literal["auto", "sasrec", "user_lines", "movielens", "csv", "parquet", "prepared"] = "auto",
         columns: tuple[str, str, str | None] = ("user_id", "item_id", "timestamp"),
+        delimiter: str | None = None,
         synthetic: SyntheticSpec = SyntheticSpec(),
         max_len: int = 50,
         batch_size: int = 128,
@@ -178,6 +181,7 @@ class SeqRecDataModule(pl.LightningDataModule):
         self.path = path
         self.format = format
         self.columns = tuple(columns)
+        self.delimiter = delimiter
         self.synthetic = synthetic
         self.max_len = max_len
         self.batch_size = batch_size
@@ -245,6 +249,7 @@ class SeqRecDataModule(pl.LightningDataModule):
             "path": absolute_data_path(self.path),
             "format": self.format,
             "columns": list(self.columns),
+            "delimiter": self.delimiter,
             "synthetic": asdict(self.synthetic),
             "timestamps": absolute_data_path(self.timestamps),
         }

@@ -84,7 +84,8 @@ def load_source(source: dict[str, Any]) -> Interactions:
     fmt = source.get("format", "auto")
     if fmt in ("csv", "parquet") or (fmt == "auto" and path.suffix in (".csv", ".tsv", ".parquet")):
         user_col, item_col, time_col = source.get("columns", ("user_id", "item_id", "timestamp"))
-        data = load(path, fmt, user_col=user_col, item_col=item_col, time_col=time_col)
+        data = load(path, fmt, user_col=user_col, item_col=item_col, time_col=time_col,
+                    delimiter=source.get("delimiter"))
     else:
         data = load(path, fmt)
     if source.get("timestamps") is not None:
