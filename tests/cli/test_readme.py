@@ -98,10 +98,19 @@ def test_readme_commands_run_in_order(tmp_path: Path, monkeypatch: pytest.Monkey
             run(args)
             wandb.finish()  # one W&B run per command, as separate processes would have
         else:
+            if "in_stock.txt" in words and not Path("in_stock.txt").exists():
+                # An allow-list the README's export names: every other item of the trained catalogue.
+                from seqrec.serve.recommend import Recommender
+
+                raw = Recommender.from_checkpoint("runs/sasrec_synthetic/best.ckpt").raw_item_ids[1::2]
+                Path("in_stock.txt").write_text("\n".join(map(str, raw.tolist())) + "\n")
             assert tools(words) == 0, words
     out = capsys.readouterr().out
     assert "best checkpoint:" in out and "wrote top-10 recommendations" in out
     assert (tmp_path / "recs.parquet").exists() and (tmp_path / "exported" / "scorer.onnx").exists()
+    assert (tmp_path / "exported" / "user_embeddings.parquet").exists()
+    allowed = np.load(tmp_path / "exported_top10" / "allowed_items.npy")
+    assert allowed.dtype == bool and 0 < allowed.sum() < allowed.size - 1  # only the listed items
     # The checkpoint alone predicts for the users it was trained on (300, not the config's default 6,000).
     assert pq.read_table(tmp_path / "recs_parts").equals(pq.read_table(tmp_path / "recs.parquet"))
     assert len(set(pq.read_table(tmp_path / "recs.parquet").column("user_id").to_pylist())) == 300
