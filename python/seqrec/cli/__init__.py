@@ -1,4 +1,5 @@
-"""The ``seqrec`` command: the LightningCLI subcommands and the tools (data, plot, export, evaluate, compare)."""
+"""The ``seqrec`` command: the LightningCLI subcommands and the tools (data, plot, export, evaluate, compare,
+serve)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ TRAINING = {
     "test": "evaluate a checkpoint on the test split: results table, intervals, per-user results",
     "predict": "top-k recommendations of every user from a checkpoint, to .csv, .parquet or a folder",
 }
-TOOLS = ("data", "plot", "export", "compare", "evaluate")  # subcommands of seqrec.cli.tools; the rest is Lightning's
+TOOLS = ("data", "plot", "export", "compare", "evaluate", "serve")  # subcommands of seqrec.cli.tools; the rest is Lightning's
 
 
 def __getattr__(name: str) -> Any:

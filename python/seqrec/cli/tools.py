@@ -1,4 +1,5 @@
-"""The commands that are not training runs: ``seqrec data stats|prepare``, ``plot``, ``compare``, ``evaluate``, ``export``."""
+"""The commands that are not training runs: ``seqrec data stats|prepare``, ``plot``, ``compare``, ``evaluate``,
+``export``, ``serve``."""
 
 from __future__ import annotations
 
@@ -108,7 +109,24 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--allow", type=Path, default=None, metavar="FILE",
                         help="allow-list, one raw item id per line: allowed_items.npy, the top-k scorer's "
                              "'allowed' input")
+    srv = sub.add_parser("serve", help="an HTTP recommendation service from a checkpoint (pip install -e \".[serve]\")")
+    srv.add_argument("checkpoint", type=Path, help="a .ckpt written by seqrec fit")
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (loopback by default)")
+    srv.add_argument("--port", type=int, default=8000, help="port to listen on")
+    srv.add_argument("--index", choices=("exact", "hnsw"), default="exact",
+                     help="retrieval over the item table: exact, or faiss HNSW (approximate)")
+    srv.add_argument("--max-batch", type=int, default=32, metavar="N",
+                     help="micro-batching: at most N requests per encoder pass (1: every request alone)")
+    srv.add_argument("--max-wait-ms", type=float, default=2.0, metavar="T",
+                     help="micro-batching: a request waits at most T ms for others to join it")
+    srv.add_argument("--max-body-bytes", type=int, default=1 << 20, metavar="B",
+                     help="larger request bodies get 413")
+    srv.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    srv.add_argument("--access-log", action="store_true", help="log every request")
     return p
+
+
+SERVE_EXTRA = 'pip install -e ".[serve]"'
 
 
 def tools(argv: list[str]) -> int:
@@ -153,6 +171,24 @@ def tools(argv: list[str]) -> int:
         print("wrote: " + ", ".join(str(p) for p in written))
         if missing is not None:  # the embeddings are written; the scorer waits for the extra
             print(f"skipped scorer.onnx: {missing}")
+        return 0
+    if args.command == "serve":
+        if not args.checkpoint.is_file():
+            raise FileNotFoundError(f"{args.checkpoint}: no such checkpoint")
+        for name, value, low in (("--max-batch", args.max_batch, 1), ("--max-wait-ms", args.max_wait_ms, 0),
+                                 ("--max-body-bytes", args.max_body_bytes, 1), ("--threads", args.threads or 1, 1)):
+            if value < low:
+                raise ValueError(f"{name} must be at least {low}, got {value}")
+        try:
+            from seqrec.serve.server import serve
+        except ImportError as e:
+            raise ValueError(f"seqrec serve needs the serve extra ({e}): {SERVE_EXTRA}") from None
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        serve(args.checkpoint, args.host, args.port, args.index, args.max_batch, args.max_wait_ms,
+              args.max_body_bytes, args.access_log)
         return 0
     from seqrec.evaluate.plots import plot_run
 
