@@ -105,6 +105,15 @@ def test_games_config_on_a_tiny_file_in_that_format(tmp_path: Path, monkeypatch:
     assert cli.model.hparams.num_items == cli.datamodule.num_items == 40
 
 
+def test_run_with_args_from_a_script_with_its_own_options_does_not_warn(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # benchmarks.accuracy --configs ... calls run(args): its own argv is not the CLI's (warnings are errors here)
+    monkeypatch.setattr("sys.argv", ["accuracy.py", "--configs", "x"])
+    run(["fit", "--config", str(ROOT / "configs/sasrec_synthetic.yaml"), *common(tmp_path, 1), "--data.synthetic.num_users=200",
+         "--test_after_fit=false"])
+    assert sys.argv == ["accuracy.py", "--configs", "x"]
+
+
 def test_console_script_help() -> None:
     res = subprocess.run([sys.executable, "-m", "seqrec.cli", "fit", "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "--data.path" in res.stdout and "--model.loss" in res.stdout
@@ -127,7 +136,8 @@ def test_seqrec_help_lists_every_subcommand_without_torch() -> None:
 
     res = _after(["--help"])
     listed = re.findall(r"^  (\w+)\s", res.stdout, flags=re.M)
-    assert listed == ["fit", "validate", "test", "predict", "data", "plot", "export", "compare", "evaluate"], res.stdout
+    assert listed == ["fit", "validate", "test", "predict", "data", "plot", "export", "compare", "evaluate",
+                      "serve"], res.stdout
     assert set(listed) == set(TRAINING) | set(TOOLS)
     assert "PNG training curves" in res.stdout  # the tools' own help lines
     assert res.stdout.splitlines()[-1] == "imported False False"

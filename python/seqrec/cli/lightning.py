@@ -317,6 +317,14 @@ def _fmt(v: object) -> str:
 
 def run(args: list[str] | None = None) -> SeqRecCLI:
     """Runs the CLI with ``args`` (default: the command line) and returns it, for tests and notebooks."""
+    if args is not None and len(sys.argv) > 1:
+        # LightningCLI warns of "both args and command line" whenever sys.argv holds anything: a script that
+        # takes its own options (benchmarks.accuracy) and calls run(args) means args, so hide its argv.
+        saved, sys.argv = sys.argv, sys.argv[:1]
+        try:
+            return run(args)
+        finally:
+            sys.argv = saved
     return SeqRecCLI(
         SeqRecModule,
         SeqRecDataModule,
