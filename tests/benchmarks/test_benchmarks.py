@@ -278,3 +278,16 @@ def test_softmax_benchmark_runs_both_paths(tmp_path) -> None:
     a, b = out["rows"]
     assert a["loss"] == pytest.approx(b["loss"], rel=1e-5) and a["seconds"] > 0 and b["peak_step_gib"] >= 0
     assert "chunked" in (tmp_path / "softmax.md").read_text()
+
+
+@pytest.mark.slow
+def test_predict_memory_benchmark_runs(tmp_path, monkeypatch) -> None:
+    from benchmarks import predict_memory
+
+    monkeypatch.setattr("sys.argv", ["predict_memory"])
+    out = predict_memory.main(["--users", "600", "--items", "300", "--shares", "0.5", "1", "--out", str(tmp_path)])
+    # every predicted user gets its top-10 written, by a process whose memory was sampled
+    assert [r["users"] for r in out["rows"]] == [300, 600]
+    assert [r["rows"] for r in out["rows"]] == [3000, 6000]
+    assert all(r["peak_growth_mb"] >= 0 and r["rss_at_start_mb"] > 100 for r in out["rows"])
+    assert (tmp_path / "predict_memory.md").read_text().count("\n| ") == 3
