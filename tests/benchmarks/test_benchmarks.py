@@ -291,3 +291,21 @@ def test_predict_memory_benchmark_runs(tmp_path, monkeypatch) -> None:
     assert [r["rows"] for r in out["rows"]] == [3000, 6000]
     assert all(r["peak_growth_mb"] >= 0 and r["rss_at_start_mb"] > 100 for r in out["rows"])
     assert (tmp_path / "predict_memory.md").read_text().count("\n| ") == 3
+
+
+@pytest.mark.slow
+def test_serving_benchmark_runs(tmp_path, monkeypatch) -> None:
+    require("httpx")
+    require("fastapi")
+    from benchmarks import serving
+
+    monkeypatch.setattr("sys.argv", ["serving"])
+    out = serving.main(["--catalogues", "synthetic", "--items", "600", "--users", "700", "--train-batches", "2",
+                        "--settings", "exact, one at a time", "hnsw, micro-batched", "--levels", "1", "4",
+                        "--seconds", "1", "--requests", "40", "--out", str(tmp_path)])
+    rows = out["rows"]
+    assert [(r["setting"], r["concurrency"]) for r in rows] == [
+        ("exact, one at a time", 1), ("exact, one at a time", 4), ("hnsw, micro-batched", 1), ("hnsw, micro-batched", 4)]
+    assert all(r["errors"] == 0 and 0 < r["requests"] <= 40 and r["p50_ms"] <= r["p99_ms"] for r in rows)
+    assert rows[0]["mean_batch"] == rows[1]["mean_batch"] == 1.0  # --max-batch 1: one request per pass
+    assert "highest rate with p99 under 50 ms" in (tmp_path / "serving.md").read_text()
