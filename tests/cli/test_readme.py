@@ -12,6 +12,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,38 @@ SYNTHETIC = ["--data.synthetic.num_users=300"]
 
 def readme_blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+
+
+def curl_lines() -> list[str]:
+    return [line for block in readme_blocks("bash") for line in block.splitlines() if line.startswith("curl ")]
+
+
+def start_server(words: list[str], port: int, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
+    """README's ``seqrec serve`` in a subprocess (it runs until stopped), on ``port``; returns when ready."""
+    import httpx
+
+    words = [str(port) if w == "8000" else w for w in words]
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "seqrec.cli", *words], env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        assert proc.poll() is None, log.read_text()
+        try:
+            if httpx.get(url + "/readyz").status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("seqrec serve did not get ready")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def seqrec_commands() -> list[list[str]]:
@@ -76,11 +109,13 @@ def make_data(tmp: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:The dirpath has changed")  # predict restores a checkpoint from another run
 def test_readme_commands_run_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+                                      capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest) -> None:
     make_data(tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SEQREC_DATA_DIR", str(tmp_path / "shared"))
     commands = seqrec_commands()
+    port, servers, curl_out = free_port(), [], []
+    request.addfinalizer(lambda: [(p.terminate(), p.wait(30)) for p in servers])
     assert len(commands) >= 9 and {c[0] for c in commands} >= {"fit", "predict", "data", "plot", "export"}
     for words in commands:
         if words[0] in TRAINING:
@@ -97,6 +132,15 @@ def test_readme_commands_run_in_order(tmp_path: Path, monkeypatch: pytest.Monkey
                 continue
             run(args)
             wandb.finish()  # one W&B run per command, as separate processes would have
+        elif words[0] == "serve":
+            env = {**os.environ, "OMP_NUM_THREADS": "1", "SEQREC_ADMIN_TOKEN": "change-me"}
+            server, url = start_server(words, port, env, tmp_path / "serve.log")
+            servers.append(server)
+            for line in curl_lines():  # the queries README gives right after, with this test's port
+                res = subprocess.run(["bash", "-c", line.replace("localhost:8000", url)], capture_output=True,
+                                     text=True, timeout=120)
+                assert res.returncode == 0 and '"error"' not in res.stdout, (line, res.stdout[-2000:])
+                curl_out.append(res.stdout)
         else:
             if "in_stock.txt" in words and not Path("in_stock.txt").exists():
                 # An allow-list the README's export names: every other item of the trained catalogue.
@@ -117,7 +161,13 @@ def test_readme_commands_run_in_order(tmp_path: Path, monkeypatch: pytest.Monkey
     assert (tmp_path / "data" / "prepared" / "meta.json").exists()
     assert list((tmp_path / "runs" / "stats" / "ratings.dat").glob("*.png"))
 
-    # Then the Python snippets, in the same folder, after the commands above made the checkpoint.
+    # The service answered every query, and the reload swapped in the other run's checkpoint.
+    assert servers and json.loads(curl_out[0])["items"] and "seed7" not in json.loads(curl_out[0])["model_version"]
+    assert json.loads(curl_out[-1])["previous_version"].startswith("best.ckpt@")
+    assert "seqrec_requests_total" in curl_out[-2]
+
+    # Then the Python snippets, in the same folder, after the commands above made the checkpoint (and with
+    # the service still running, on this test's port).
     for block in readme_blocks("python"):
-        exec(compile(block, "README.md", "exec"), {})
+        exec(compile(block.replace("127.0.0.1:8000", f"127.0.0.1:{port}"), "README.md", "exec"), {})
     assert (tmp_path / "top.csv").read_text().startswith('"user_id","rank","item_id","score"')
