@@ -54,6 +54,8 @@ class SeqRecCLI(LightningCLI):
         parser.link_arguments("data.num_items", "model.num_items", apply_on="instantiate")
         parser.link_arguments("data.num_attributes", "model.num_attributes", apply_on="instantiate")
         parser.link_arguments("data.max_attributes", "model.max_attributes", apply_on="instantiate")
+        parser.link_arguments("data.num_numeric", "model.num_numeric", apply_on="instantiate")
+        parser.link_arguments("data.vector_dim", "model.vector_dim", apply_on="instantiate")
         parser.link_arguments("data.num_time_buckets", "model.num_time_buckets", apply_on="instantiate")
         parser.add_argument(
             "--test_after_fit",

@@ -106,6 +106,9 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--onnx-top-k", type=int, default=0, metavar="K",
                         help="the scorer also outputs the top K items, seen and disallowed ones left out "
                              "(0: scores only)")
+    export.add_argument("--new-items", type=Path, default=None, metavar="FILE",
+                        help="item features of items not in training (the training file's layout): exported "
+                             "beside the known ones, from features alone")
     export.add_argument("--allow", type=Path, default=None, metavar="FILE",
                         help="allow-list, one raw item id per line: allowed_items.npy, the top-k scorer's "
                              "'allowed' input")
@@ -166,8 +169,10 @@ def tools(argv: list[str]) -> int:
         from seqrec.serve.export import export, onnx_extra_missing
 
         missing = None if args.no_onnx else onnx_extra_missing()
+        if args.new_items is not None and not args.no_onnx:
+            missing = "new items were added: the ONNX scorer holds the trained catalogue only"
         written = export(args.checkpoint, args.out, onnx=False if args.no_onnx else None, top_k=args.onnx_top_k,
-                         allow=args.allow)
+                         allow=args.allow, new_items=args.new_items)
         print("wrote: " + ", ".join(str(p) for p in written))
         if missing is not None:  # the embeddings are written; the scorer waits for the extra
             print(f"skipped scorer.onnx: {missing}")

@@ -25,10 +25,10 @@ from seqrec.data.features import (
     NUM_TIME_BUCKETS,
     ItemAttributes,
     gather_prefix,
-    load_item_attributes,
     time_gap_buckets,
 )
 from seqrec.data.interactions import Interactions
+from seqrec.data.item_table import ItemFeatureTable, load_item_features
 from seqrec.data.source import (
     SyntheticSpec,
     absolute_data_path,
@@ -107,8 +107,20 @@ class SeqRecDataModule(pl.LightningDataModule):
     num_sampled : int
         Negatives per user in the sampled protocol (papers use 100).
     item_features : str or None
-        Item attributes (``{"item": [attributes]}`` JSON, or CSV/parquet rows of ``item_id, attribute``)
-        that the model embeds beside each item; ``$SEQREC_DATA_DIR`` expands as in ``path``.
+        Item features keyed by raw item id (``seqrec.data.item_table.load_item_features``): a CSV or parquet
+        with one row per item and typed columns (string: categorical, ``|`` between several values; number:
+        numeric, normalised with statistics kept in the checkpoint; list of floats: a precomputed vector), or
+        the attribute layouts (``{"item": [attributes]}`` JSON, rows of ``item_id, attribute``). Items
+        without a row are allowed (the summary counts them). ``$SEQREC_DATA_DIR`` expands as in ``path``.
+    cold_items : float
+        The cold-start protocol: this fraction of the catalogue (seeded by ``seed``) is withheld from
+        training entirely: their interactions leave the training sequences, while they stay validation and
+        test targets and inputs of the histories evaluated. Validation and test then also report every metric
+        on ``warm/`` and ``cold/`` targets apart. A model scores cold items from their features
+        (``model.feature_sides both``); their ID embeddings are never trained.
+    withhold_cold : bool
+        False: the ``cold_items`` are chosen and reported apart as usual but stay in training, which gives
+        the reference a cold-start result is compared with (the same targets, trained with their IDs).
     timestamps : str or None
         For text formats without times: a ``user t1 t2 ...`` file aligned with a one-user-per-line file.
     time_features : bool
@@ -155,6 +167,8 @@ class SeqRecDataModule(pl.LightningDataModule):
         sampled_eval: Literal["none", "uniform", "popularity"] = "none",
         num_sampled: int = 100,
         item_features: str | None = None,
+        cold_items: float = 0.0,
+        withhold_cold: bool = True,
         timestamps: str | None = None,
         time_features: bool = False,
         predict_users: str | None = None,
@@ -207,13 +221,24 @@ class SeqRecDataModule(pl.LightningDataModule):
         self.task = task
         self.mask_prob = mask_prob
         self.item_features = item_features
+        if not 0.0 <= cold_items < 1.0:
+            raise ValueError(f"data.cold_items is a fraction of the catalogue in [0, 1), got {cold_items}")
+        if cold_items and time_features:
+            raise ValueError("data.cold_items with data.time_features is not supported: training sequences "
+                             "without the cold items no longer line up with the interactions' times")
+        self.cold_items = cold_items
+        self.withhold_cold = withhold_cold
         self.timestamps = timestamps
         self.time_features = time_features
         self.predict_users = predict_users
         self.interactions = self._load()
         self.attributes: ItemAttributes | None = None
+        self.feature_table: ItemFeatureTable | None = None
         if item_features is not None:
-            self.attributes = load_item_attributes(resolve_data_path(item_features), self.interactions)
+            self.feature_table = load_item_features(resolve_data_path(item_features),
+                                                    self.interactions.raw_item_ids)
+            if self.feature_table.num_attributes:
+                self.attributes = self.feature_table.as_item_attributes()
         self._time_buckets: np.ndarray | None = None
         if time_features:
             if task != "sasrec":
@@ -227,6 +252,7 @@ class SeqRecDataModule(pl.LightningDataModule):
             LeaveOneOut.from_interactions(self.interactions) if split == "leave_one_out"
             else TimeSplit.from_interactions(self.interactions, *self.split_times)
         )
+        self.cold: np.ndarray = self._choose_cold_items()
         self._eval_batches: dict[str, list[dict[str, torch.Tensor]]] = {}
         self._info: DatasetInfo | None = None
         self._builder: BatchBuilder | None = None
@@ -234,6 +260,30 @@ class SeqRecDataModule(pl.LightningDataModule):
 
     def _load(self) -> Interactions:
         return load_source(self.source())
+
+    def _choose_cold_items(self) -> np.ndarray:
+        """Dense ids withheld from training (``cold_items``), sorted; the same for a seed and a catalogue."""
+        n = int(round(self.cold_items * self.num_items))
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        rng = np.random.default_rng(derive_seed(self.seed, 3))
+        return np.sort(rng.choice(np.arange(1, self.num_items + 1), size=n, replace=False)).astype(np.int64)
+
+    def training_sequences(self) -> tuple[np.ndarray, np.ndarray]:
+        """CSR (offsets, items) the model trains on: the split's training part, without the cold items."""
+        offsets, items = self.split.train_offsets, self.split.train_items
+        if self.cold.size == 0 or not self.withhold_cold:
+            return offsets, items
+        keep = ~np.isin(items, self.cold)
+        users = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
+        kept = np.zeros_like(offsets)
+        np.cumsum(np.bincount(users[keep], minlength=offsets.size - 1), out=kept[1:])
+        return kept, items[keep]
+
+    def train_item_counts(self) -> np.ndarray:
+        """Training interactions per item, (num_items + 1,): the popularity baseline's scores (0 when cold)."""
+        items = self.training_sequences()[1]
+        return np.bincount(items, minlength=self.num_items + 1).astype(np.int64)
 
     @property
     def num_items(self) -> int:
@@ -285,6 +335,16 @@ class SeqRecDataModule(pl.LightningDataModule):
         return 0 if self.attributes is None else self.attributes.max_attributes
 
     @property
+    def num_numeric(self) -> int:
+        """Numeric item features (0 without them); linked to the model by the CLI."""
+        return 0 if self.feature_table is None else self.feature_table.num_numeric
+
+    @property
+    def vector_dim(self) -> int:
+        """Width of the precomputed item vectors (0 without them); linked to the model by the CLI."""
+        return 0 if self.feature_table is None else self.feature_table.vector_dim
+
+    @property
     def num_time_buckets(self) -> int:
         return NUM_TIME_BUCKETS if self.time_features else 0
 
@@ -314,27 +374,43 @@ class SeqRecDataModule(pl.LightningDataModule):
                 raw_item_ids=self.interactions.raw_item_ids,
                 raw_user_ids=self.interactions.raw_user_ids,
                 source=self.source(),
-                train_item_counts=self.split.train_item_counts(),
+                train_item_counts=self.train_item_counts(),
                 attributes=None if self.attributes is None else self.attributes.table,
                 sampled_eval=self.sampled_eval,
                 num_sampled=self.num_sampled,
                 hyperparameters=self.hyperparameters(),
+                extra=self._info_extra(),
             )
         return self._info
 
+    def _info_extra(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.cold.size and self.withhold_cold:
+            extra["cold_items"] = self.cold.tolist()  # IDs never trained: the model scores them from features
+        if self.feature_table is not None:
+            extra["item_features"] = self.feature_table.to_state()  # vocab and statistics for new items
+        return extra
+
     def item_popularity(self) -> torch.Tensor:
         """Training interactions per item, (num_items + 1,): the popularity baseline's scores."""
-        return torch.from_numpy(self.split.train_item_counts())
+        return torch.from_numpy(self.train_item_counts())
 
     def stats(self) -> dict[str, Any]:
-        return self.split.stats()
+        out = self.split.stats()
+        if self.feature_table is not None:
+            f = self.feature_table.summary()
+            out.update(items_with_features=f["items_with_features"], items_without_features=f["items_without_features"],
+                       feature_rows_not_in_catalogue=f["unknown_items"])
+        if self.cold.size:
+            out["cold_items"] = int(self.cold.size)
+        return out
 
     # training -------------------------------------------------------------------------------------------
 
     def batch_builder(self) -> BatchBuilder:
         """The native builder of training batches over the training split (built once)."""
         if self._builder is None:
-            store = SequenceStore(self.split.train_offsets, self.split.train_items, self.num_items)
+            store = SequenceStore(*self.training_sequences(), self.num_items)
             self._builder = BatchBuilder(
                 store,
                 self.max_len,
@@ -404,6 +480,8 @@ class SeqRecDataModule(pl.LightningDataModule):
         for start, batch in zip(range(0, users.size, self.eval_batch_size), batches):
             sl = slice(start, start + self.eval_batch_size)
             batch["targets"] = torch.from_numpy(targets[sl])
+            if self.cold.size:
+                batch["cold_targets"] = torch.from_numpy(np.isin(targets[sl], self.cold))
             if candidates is not None:
                 batch["candidates"] = torch.from_numpy(candidates[sl])
         self._eval_batches[stage] = batches

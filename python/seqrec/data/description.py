@@ -63,6 +63,8 @@ class DatasetInfo:
             "sampled_eval": self.sampled_eval,
             "num_sampled": self.num_sampled,
             "data": self.hyperparameters,
+            # The feature vocab and numeric statistics: what encodes items added after training.
+            **({"item_features": self.extra["item_features"]} if "item_features" in self.extra else {}),
         }
 
 

@@ -32,6 +32,9 @@ class SyntheticSpec:
         Mean sequence length.
     follow_prob : float
         Chance that the next item is a learned successor of the previous one (what a sequential model can learn).
+    stay_prob : float
+        Chance that it is a popular item of the previous item's cluster (what item features of the cluster
+        and the popularity can tell); otherwise a popular item of any cluster.
     seed : int
         Fixes the generated dataset.
     """
@@ -41,6 +44,7 @@ class SyntheticSpec:
     num_clusters: int = 25
     mean_length: float = 20.0
     follow_prob: float = 0.75
+    stay_prob: float = 0.15
     seed: int = 0
 
 

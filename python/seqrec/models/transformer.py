@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqrec.models.item_encoder import ItemEncoder
+
 
 class TransformerBlock(nn.Module):
     """Self-attention plus a point-wise feed-forward layer, each in a residual branch.
@@ -148,17 +150,19 @@ class SequenceEncoder(nn.Module):
         self.final_norm = nn.LayerNorm(hidden_size, eps=1e-8) if norm_first else nn.Identity()
         self.scale = math.sqrt(hidden_size)
 
-    def forward(self, seq: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, seq: torch.Tensor, extra: torch.Tensor | None = None,
+                items: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L) item ids, left-padded with 0 -> (B, L, D) hidden states, zero on padding.
 
-        ``extra`` (B, L, D), if given, is added to the input embeddings (side features).
+        ``extra`` (B, L, D), if given, is added to the input embeddings (side features); ``items`` (B, L, D),
+        if given, replaces the ID embeddings of ``seq`` (items built from features, ``ItemEncoder``).
         """
         b, l = seq.shape
         if l > self.max_len:
             raise ValueError(f"sequence length {l} exceeds max_len {self.max_len}")
         keep = (seq != 0).unsqueeze(-1)  # (B, L, 1)
         positions = torch.arange(l - 1, -1, -1, device=seq.device)  # (L,) most recent = 0
-        x = self.item_emb(seq) * self.scale + self.pos_emb(positions)  # (B, L, D)
+        x = (self.item_emb(seq) if items is None else items) * self.scale + self.pos_emb(positions)  # (B, L, D)
         if extra is not None:
             x = x + extra
         x = self.emb_drop(x) * keep
@@ -200,6 +204,12 @@ class ModelConfig:
     block: str = "transformer"  # "transformer" (norm_first picks pre- or post-LN) or "ligr" (eSASRec's)
     ffn_mult: int = 0  # feed-forward width / hidden_size; 0: the architecture's (SASRec 1, BERT4Rec 4, LiGR 4)
     embedding_dropout: float | None = None  # dropout on the input embeddings; None: the same as dropout
+    # "both": items are ItemEncoder vectors (ID + features) on the input and the scoring side; "input": the
+    # attributes' mean embedding is only added to the input (seqrec's first feature path).
+    feature_sides: str = "input"
+    num_numeric: int = 0  # numeric features per item (feature_sides "both")
+    vector_dim: int = 0  # width of precomputed item vectors (feature_sides "both")
+    id_dropout: float = 0.0  # training-time probability that an item occurrence uses its features alone
 
 
 class NextItemModel(nn.Module):
@@ -239,8 +249,17 @@ class NextItemModel(nn.Module):
             nn.Embedding(config.num_items + 1, config.hidden_size, sparse=config.sparse_embeddings)
             if config.separate_output else None
         )
+        if config.feature_sides not in ("input", "both"):
+            raise ValueError(f"feature_sides must be 'input' or 'both', got {config.feature_sides!r}")
+        if config.feature_sides == "input" and (config.num_numeric or config.vector_dim):
+            raise ValueError("numeric features and item vectors need feature_sides 'both' (the item encoder)")
+        self.item_encoder: ItemEncoder | None = None
+        if config.feature_sides == "both":
+            self.item_encoder = ItemEncoder(config.num_items + 1 + self.extra_tokens, config.hidden_size,
+                                            config.num_attributes, config.max_attributes, config.num_numeric,
+                                            config.vector_dim, config.id_dropout)
         self.attribute_emb: nn.Embedding | None = None
-        if config.num_attributes > 0:
+        if config.num_attributes > 0 and self.item_encoder is None:
             if config.max_attributes < 1:
                 raise ValueError(f"max_attributes must be positive with attributes, got {config.max_attributes}")
             self.attribute_emb = nn.Embedding(config.num_attributes + 1, config.hidden_size, padding_idx=0)
@@ -263,12 +282,16 @@ class NextItemModel(nn.Module):
                 nn.init.zeros_(p)
         with torch.no_grad():
             self.encoder.item_emb.weight[0].zero_()
-            for emb in (self.attribute_emb, self.time_emb):
+            encoder_attrs = self.item_encoder.attribute_emb if self.item_encoder is not None else None
+            for emb in (self.attribute_emb, self.time_emb, encoder_attrs):
                 if emb is not None:
                     emb.weight[0].zero_()
 
     def set_item_attributes(self, table: torch.Tensor) -> None:
         """(num_items + 1, A) dense attribute ids per item, 0-padded (``seqrec.data.features``)."""
+        if self.item_encoder is not None:
+            self.item_encoder.set_features(attributes=table)
+            return
         if self.attribute_emb is None:
             raise ValueError("this model was built without attributes (num_attributes = 0)")
         rows = self.config.num_items + 1
@@ -295,7 +318,22 @@ class NextItemModel(nn.Module):
 
     def forward(self, seq: torch.Tensor, time_buckets: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L) left-padded token ids (and their time-gap buckets) -> (B, L, D) hidden states."""
-        return self.encoder(seq, self.side_embeddings(seq, time_buckets))
+        if self.item_encoder is None:
+            return self.encoder(seq, self.side_embeddings(seq, time_buckets))
+        ids = self.encoder.item_emb(self._known_rows(seq, self.encoder.item_emb))  # (B, L, D)
+        items = self._with_features(ids, seq)
+        return self.encoder(seq, self.side_embeddings(seq, time_buckets), items=items)
+
+    def _known_rows(self, items: torch.Tensor, table: nn.Embedding) -> torch.Tensor:
+        # Items added at inference lie beyond the trained ID table: they look up padding (weighted 0 anyway).
+        return torch.where(items < table.num_embeddings, items, torch.zeros_like(items))
+
+    def _with_features(self, ids: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """ID embeddings of ``items`` -> their ItemEncoder vectors: w * ID + features."""
+        assert self.item_encoder is not None
+        out = ids * self.item_encoder.id_weight(items)
+        feats = self.item_encoder.features(items)
+        return out if feats is None else out + feats
 
     def query(self, inputs: torch.Tensor, time_inputs: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L) left-padded histories (and their time buckets) -> (B, D): what scores each user's next item.
@@ -308,9 +346,19 @@ class NextItemModel(nn.Module):
     @property
     def item_embeddings(self) -> torch.Tensor:
         """(num_items + 1, D) table that scores items; row 0 is padding."""
+        if self.item_encoder is not None:
+            return self.embed_items(self.score_ids())
         if self.output is not None:
             return self.output.weight
         return self.encoder.item_emb.weight[: self.config.num_items + 1]
+
+    def score_ids(self) -> torch.Tensor:
+        """Token id of each scoring column: 0..num_items, then any items added at inference (after the extra
+        tokens, such as BERT4Rec's mask, which are never scored)."""
+        n = self.config.num_items + 1
+        rows = n + self.extra_tokens if self.item_encoder is None else self.item_encoder.id_known.shape[0]
+        device = self.encoder.item_emb.weight.device
+        return torch.cat([torch.arange(n, device=device), torch.arange(n + self.extra_tokens, rows, device=device)])
 
     def score_all(self, hidden: torch.Tensor) -> torch.Tensor:
         """(..., D) -> (..., num_items + 1) scores of every item; column 0 (padding) is meaningless."""
@@ -322,8 +370,11 @@ class NextItemModel(nn.Module):
         Looks up the whole weight rather than the ``item_embeddings`` slice, so that with
         ``sparse_embeddings`` the gradient stays row-sparse (a slice's backward is dense).
         """
-        weight = self.output.weight if self.output is not None else self.encoder.item_emb.weight
-        return F.embedding(items, weight, sparse=self.config.sparse_embeddings)
+        table = self.output if self.output is not None else self.encoder.item_emb
+        if self.item_encoder is None:
+            return F.embedding(items, table.weight, sparse=self.config.sparse_embeddings)
+        ids = F.embedding(self._known_rows(items, table), table.weight, sparse=self.config.sparse_embeddings)
+        return self._with_features(ids, items)
 
     def score_items(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Scores of given items: hidden (B, L, D) with items (B, L) or (B, L|1, K) -> items' shape (broadcast)."""

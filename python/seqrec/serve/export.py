@@ -88,7 +88,10 @@ def _write_vectors(path: Path, key: str, ids: np.ndarray, vectors: np.ndarray) -
     import pyarrow.parquet as pq
 
     flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1), type=pa.float32())
-    table = pa.table({key: pa.array(np.asarray(ids).tolist()),
+    values = np.asarray(ids).tolist()
+    if len({type(v) for v in values}) > 1:  # integer ids of training beside string ids of items added since
+        values = [str(v) for v in values]
+    table = pa.table({key: pa.array(values),
                       "embedding": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])})
     return write_atomically(path, lambda p: pq.write_table(table, p))
 
@@ -129,6 +132,7 @@ def export(
     onnx: bool | None = None,
     top_k: int = 0,
     allow: str | os.PathLike[str] | None = None,
+    new_items: str | os.PathLike[str] | None = None,
 ) -> list[Path]:
     """Writes the embeddings, the ONNX scorer and ``export.json`` describing them into ``out``; returns the paths.
 
@@ -143,6 +147,9 @@ def export(
     allow : path or None
         An allow-list, one raw item id per line: ``allowed_items.npy`` ((N + 1,) bool, the scorer's ``allowed``
         input) allows only those. Without it, but with ``top_k``, it allows every item.
+    new_items : path or None
+        A feature file of items that were not in training (``Recommender.add_items``): they are exported
+        beside the known ones, their vectors built from features alone.
 
     The files of one export are a set: they are made in a staging folder beside ``out`` and moved in only when
     every one is written, so a failure (a full disk) leaves the earlier export as it was; files of an earlier
@@ -158,9 +165,16 @@ def export(
     missing = onnx_extra_missing() if onnx is not False else None
     if onnx and missing is not None:
         raise ImportError(missing)
+    if new_items is not None and onnx is not False:
+        if onnx or top_k:
+            raise ValueError("--new-items exports embeddings only: the ONNX scorer holds the trained catalogue "
+                             "(add --no-onnx, and score new items with the exported item table)")
+        missing = "new items were added: the ONNX scorer holds the trained catalogue only"
     recommender = Recommender.from_checkpoint(checkpoint)
+    if new_items is not None:
+        recommender.add_items(new_items)
     module = recommender.module
-    num_items = int(module.hparams.num_items)
+    num_items = len(recommender.raw_item_ids) - 1
     if top_k > num_items:
         raise ValueError(f"--onnx-top-k {top_k} is more than the {num_items} items of the catalogue")
     allowed = None

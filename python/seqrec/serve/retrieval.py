@@ -39,17 +39,22 @@ def exact_top_k(
         ex_rows = torch.from_numpy(np.repeat(np.arange(len(exclude)), [len(e) for e in exclude]).astype(np.int64))
         ex_items = torch.from_numpy(np.concatenate([np.asarray(e, dtype=np.int64) for e in exclude] or
                                                    [np.zeros(0, dtype=np.int64)]))
+    # Each chunk keeps its own top-k before the merge, so no (Q, chunk) index tensor is ever built; a
+    # chunk shrinks as queries grow, so the (Q, chunk) scores stay in cache (a 64-query batch over a
+    # 738k-item table took 545 ms with 65,536-item chunks and index tensors, 8.5 ms a query).
+    step = max(1024, min(chunk, (1 << 20) // max(q.shape[0], 1)))
     best_s = torch.full((q.shape[0], 0), float("-inf"))
     best_i = torch.zeros((q.shape[0], 0), dtype=torch.long)
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
         s = q @ table[start:stop].T  # (Q, C)
         if exclude is not None:
             exclude_items(s, ex_rows, ex_items, start, padding=False)
         if mask is not None:
             s.masked_fill_(mask[start:stop], float("-inf"))
-        s = torch.cat([best_s, s], dim=1)
-        idx = torch.cat([best_i, torch.arange(start, stop).expand(q.shape[0], -1)], dim=1)
+        top_s, top_i = s.topk(min(k, stop - start), dim=1)
+        s = torch.cat([best_s, top_s], dim=1)
+        idx = torch.cat([best_i, top_i + start], dim=1)
         best_s, pos = s.topk(min(k, s.shape[1]), dim=1)
         best_i = idx.gather(1, pos)
     return best_s.numpy(), best_i.numpy()

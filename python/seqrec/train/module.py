@@ -11,6 +11,7 @@ import torch
 from pytorch_lightning.trainer.states import TrainerFn
 
 from seqrec.data.description import DatasetInfo, catalogue_from_checkpoint
+from seqrec.evaluate.cold_baselines import feature_matrix, feature_popularity, recent_item_knn
 from seqrec.evaluate.ranking import batch_metrics, chunked_batch_metrics, masked_top_k
 from seqrec.evaluate.totals import MetricTotals
 from seqrec.models import BERT4Rec, ModelConfig, SASRec
@@ -26,6 +27,8 @@ from seqrec.train.optim import LazyAdam
 
 SAMPLED_LOSSES = ("bce", "sampled_softmax", "gbce")
 LOSSES = (*SAMPLED_LOSSES, "ce")
+# Baselines whose scores never change: validation computes them once and reuses them every epoch.
+BASELINE_PREFIXES = ("popularity/", "feature_popularity/", "feature_knn/")
 
 
 class SeqRecModule(pl.LightningModule):
@@ -96,6 +99,15 @@ class SeqRecModule(pl.LightningModule):
         from the data module's ``item_features`` by the CLI (0: none).
     max_attributes : int
         Most attributes of one item (the width of the attribute table); linked from the data module.
+    feature_sides : str
+        ``both``: every item is ``ItemEncoder``'s vector, its ID embedding plus a sum of projections of its
+        features, on the input and the scoring side, so items never trained on are scored from features
+        (cold-start split, new items); ``input``: the attributes' mean embedding is only added to the input.
+    id_dropout : float
+        With ``feature_sides both``: training-time probability that an item occurrence drops its ID
+        embedding and uses its features alone (so the feature path learns to stand alone).
+    num_numeric, vector_dim : int
+        Numeric features per item and the width of precomputed item vectors; linked from the data module.
     num_time_buckets : int
         Time-gap buckets as an extra input embedding (SASRec only); linked from ``data.time_features``.
     eval_chunk : int
@@ -141,6 +153,10 @@ class SeqRecModule(pl.LightningModule):
         exclude_seen: bool = True,
         num_attributes: int = 0,
         max_attributes: int = 0,
+        feature_sides: Literal["input", "both"] = "input",
+        id_dropout: float = 0.0,
+        num_numeric: int = 0,
+        vector_dim: int = 0,
         num_time_buckets: int = 0,
         eval_chunk: int = 262_144,
         ce_chunk: int = 65_536,
@@ -190,6 +206,10 @@ class SeqRecModule(pl.LightningModule):
             max_attributes=max_attributes,
             num_time_buckets=num_time_buckets,
             sparse_embeddings=sparse_embeddings,
+            feature_sides=feature_sides,
+            num_numeric=num_numeric,
+            vector_dim=vector_dim,
+            id_dropout=id_dropout,
         )
         self.model = BERT4Rec(config) if architecture == "bert4rec" else SASRec(config)
         self.loss_name = loss
@@ -200,6 +220,7 @@ class SeqRecModule(pl.LightningModule):
         self.catalogue: dict[str, Any] | None = None  # the stored description of a loaded checkpoint
         self.item_rules: torch.Tensor | None = None  # (N + 1,) bool, True: never predicted (set_item_rules)
         self._totals = MetricTotals()
+        self._cold_baselines: dict[str, torch.Tensor] = {}  # prefix -> scores or feature table (cold split)
         self._baseline: dict[str, dict[str, float]] = {}  # popularity metrics of a stage, once computed
         self.evaluated: dict[str, int] = {}  # users evaluated in the last pass of each stage, all ranks
         self.results: dict[str, dict[str, float]] = {}
@@ -220,6 +241,25 @@ class SeqRecModule(pl.LightningModule):
         self.popularity.copy_(torch.as_tensor(info.train_item_counts).to(self.popularity))
         if info.attributes is not None and self.hparams.num_attributes and set_attributes:
             self.model.set_item_attributes(torch.from_numpy(info.attributes))
+        encoder = self.model.item_encoder
+        if encoder is not None and set_attributes:
+            f = info.extra.get("item_features")
+            if f is not None:
+                encoder.set_features(numeric_values=f["numeric"] if encoder.numeric is not None else None,
+                                     numeric_present=f["numeric_present"] if encoder.numeric is not None else None,
+                                     vectors=f["vectors"] if encoder.vector is not None else None)
+            cold = info.extra.get("cold_items")
+            if cold is not None and len(cold):
+                encoder.set_unknown_ids(torch.as_tensor(cold, dtype=torch.long))
+        self._cold_baselines = {}
+        f = info.extra.get("item_features")
+        if info.extra.get("cold_items") and f is not None:
+            # Baselines that can score the withheld items: popularity gives them nothing.
+            counts = torch.as_tensor(info.train_item_counts)
+            self._cold_baselines["feature_popularity/"] = feature_popularity(torch.as_tensor(f["attributes"]), counts)
+            table = feature_matrix(f)
+            if table is not None:
+                self._cold_baselines["feature_knn/"] = table
 
     def forward(self, inputs: torch.Tensor, time_inputs: torch.Tensor | None = None) -> torch.Tensor:
         return self.model(inputs, time_inputs)
@@ -333,11 +373,12 @@ class SeqRecModule(pl.LightningModule):
         if columns <= self.hparams.eval_chunk:
             scores = self._scores(batch)
             per_user = batch_metrics(scores, batch, self.ks, self.exclude_seen)
-            self._totals.add(per_user)
+            self._add(per_user, batch)
             if baseline:
                 pop = self.popularity.unsqueeze(0).expand_as(scores)  # (B, N + 1)
                 pop_per_user = batch_metrics(pop, batch, self.ks, self.exclude_seen)
-                self._totals.add(pop_per_user, "popularity/")
+                self._add(pop_per_user, batch, "popularity/")
+                self._cold_baseline_metrics(batch, scores.shape)
                 if stage == "test":
                     rows = self._per_user_rows(batch, scores, pop, per_user, pop_per_user)
         else:  # a catalogue too large for (B, N + 1) scores: rank it eval_chunk items at a time
@@ -351,10 +392,10 @@ class SeqRecModule(pl.LightningModule):
                 return self.popularity[lo:hi].expand(b, -1).clone()
 
             chunk = self.hparams.eval_chunk
-            self._totals.add(chunked_batch_metrics(model_chunk, columns, batch, self.ks, self.exclude_seen, chunk))
+            self._add(chunked_batch_metrics(model_chunk, columns, batch, self.ks, self.exclude_seen, chunk), batch)
             if baseline:
-                self._totals.add(chunked_batch_metrics(pop_chunk, columns, batch, self.ks, self.exclude_seen, chunk),
-                                 "popularity/")
+                self._add(chunked_batch_metrics(pop_chunk, columns, batch, self.ks, self.exclude_seen, chunk), batch,
+                          "popularity/")
         self._totals.add_users(b)
         return rows
 
@@ -377,6 +418,27 @@ class SeqRecModule(pl.LightningModule):
             **{f"popularity/{name}": v.cpu() for name, v in pop_per_user.items()},
         }
 
+    def _cold_baseline_metrics(self, batch: dict[str, torch.Tensor], shape: torch.Size) -> None:
+        """The cold-start baselines' metrics (``seqrec.evaluate.cold_baselines``), with their warm and cold slices."""
+        for prefix, table in self._cold_baselines.items():
+            table = table.to(self.device)
+            if prefix == "feature_knn/":
+                scores = recent_item_knn(batch["inputs"], table)
+            else:
+                scores = table.unsqueeze(0).expand(shape)
+            self._add(batch_metrics(scores, batch, self.ks, self.exclude_seen), batch, prefix)
+
+    def _add(self, per_user: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], prefix: str = "") -> None:
+        """Adds per-user metrics to the totals, and with a cold-start split also their warm and cold slices
+        (sums over the slice's users, divided by the slice's share of users in ``_eval_end``)."""
+        self._totals.add(per_user, prefix)
+        cold = batch.get("cold_targets")
+        if cold is None:
+            return
+        for name, mask in (("cold", cold), ("warm", ~cold)):
+            self._totals.add({f"{name}/{m}": v * mask for m, v in per_user.items()}, prefix)
+            self._totals.add({f"{name}/users": mask.double()}, prefix)
+
     def _query(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, D) what scores each user's next item (the model's own ``query``)."""
         return self.model.query(batch["inputs"], batch.get("time_inputs"))
@@ -396,10 +458,13 @@ class SeqRecModule(pl.LightningModule):
         self.evaluated[stage] = count
         if count == 0:
             return {}
+        for name in [n for n in results if n.split("/")[-2:-1] in (["cold"], ["warm"]) and not n.endswith("/users")]:
+            share = results[name.rsplit("/", 1)[0] + "/users"]  # the slice's share of the users
+            results[name] = results[name] / share if share > 0 else float("nan")
         if stage in self._baseline:
             results.update(self._baseline[stage])
         elif stage == "val" and not self.trainer.sanity_checking:
-            self._baseline[stage] = {n: v for n, v in results.items() if n.startswith("popularity/")}
+            self._baseline[stage] = {n: v for n, v in results.items() if n.startswith(BASELINE_PREFIXES)}
         for name, value in results.items():
             # The same on every rank already (summed above); sync_dist then averages equal values.
             self.log(f"{stage}/{name}", value, prog_bar=name == f"ndcg@{self.ks[0]}", sync_dist=distributed)
@@ -534,3 +599,4 @@ def lr_factor(warmup_steps: int, schedule: str, decay_steps: int) -> Callable[[i
         return 1.0 - progress if schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return factor
+
