@@ -36,6 +36,10 @@ def readme_blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
 
 
+def python_lines() -> list[str]:
+    return [line for block in readme_blocks("bash") for line in block.splitlines() if line.startswith("python -c ")]
+
+
 def curl_lines() -> list[str]:
     return [line for block in readme_blocks("bash") for line in block.splitlines() if line.startswith("curl ")]
 
@@ -114,6 +118,9 @@ def test_readme_commands_run_in_order(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SEQREC_DATA_DIR", str(tmp_path / "shared"))
     commands = seqrec_commands()
+    for line in python_lines():  # files the commands read (the synthetic item features)
+        res = subprocess.run([sys.executable, *shlex.split(line)[1:]], capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, (line, res.stderr[-2000:])
     port, servers, curl_out = free_port(), [], []
     request.addfinalizer(lambda: [(p.terminate(), p.wait(30)) for p in servers])
     assert len(commands) >= 9 and {c[0] for c in commands} >= {"fit", "predict", "data", "plot", "export"}
@@ -171,3 +178,5 @@ def test_readme_commands_run_in_order(tmp_path: Path, monkeypatch: pytest.Monkey
     for block in readme_blocks("python"):
         exec(compile(block.replace("127.0.0.1:8000", f"127.0.0.1:{port}"), "README.md", "exec"), {})
     assert (tmp_path / "top.csv").read_text().startswith('"user_id","rank","item_id","score"')
+    printed = capsys.readouterr().out
+    assert "new-a" in printed and "cold/ndcg@10" in out  # new items came out; the cold-start run reported slices

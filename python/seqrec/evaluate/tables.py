@@ -27,4 +27,15 @@ def format_results(results: dict[str, float], ks: list[int], info: dict[str, Any
                 pop = results.get("popularity/" + prefix + name, float("nan"))
                 ratio = model / pop if pop > 0 else float("inf")
                 lines.append(f"    {name:<10}{model:>10.4f}{pop:>12.4f}{ratio:>7.1f}x")
+    if any(name.startswith("cold/") for name in results):
+        share = results.get("cold/users", float("nan"))
+        lines.append(f"  cold start: targets never in training ({share:.1%} of users) and the rest, full ranking")
+        lines.append(f"    {'metric':<16}{'model':>10}{'popularity':>12}{'attr. pop.':>12}{'feature kNN':>13}")
+        for part in ("warm", "cold"):
+            for k in ks:
+                name = f"ndcg@{k}"
+                cells = [results.get(f"{p}{part}/{name}", float("nan"))
+                         for p in ("", "popularity/", "feature_popularity/", "feature_knn/")]
+                lines.append(f"    {part + '/' + name:<16}{cells[0]:>10.4f}{cells[1]:>12.4f}{cells[2]:>12.4f}"
+                             f"{cells[3]:>13.4f}")
     return "\n".join(lines)
