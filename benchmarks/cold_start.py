@@ -43,7 +43,7 @@ def table(rows: list[dict]) -> str:
     lines = ["# Cold start on S3-Rec Beauty (leave-one-out, test split, full ranking; 10% of the items withheld)", "",
              "Cold: test targets among the withheld items (never in any training sequence; still in the histories "
              "evaluated). Warm: the other targets. `features` scores every item from its ID embedding and its "
-             "attributes (ID dropout 0.5), the withheld items from attributes alone; `ids` is the shipped "
+             "attributes (the ID dropout of the arm), the withheld items from attributes alone; `ids` is the shipped "
              "ID-only config trained on everything, the same targets reported apart. Several seeds: mean ± sd.", "",
              "| arm | scorer | seeds | epochs | all NDCG@10 | warm NDCG@10 | cold NDCG@10 | cold HR@10 |",
              "|---|---|---|---:|---:|---:|---:|---:|"]

@@ -326,3 +326,14 @@ def test_cold_start_table_compares_the_best_validation_feature_arm(tmp_path) -> 
     text = cold_start.table(rows)
     assert "Compared: features, ID dropout 0.2" in text  # the better validation, not the better cold test
     assert "**0.950** of the ID-only model" in text and "**2.00x** the better new-item baseline" in text
+
+
+def test_bootstrap_benchmark_runs_and_both_intervals_agree(tmp_path) -> None:
+    from benchmarks import bootstrap
+
+    out = bootstrap.main(["--users", "3000", "--resamples", "400", "--repeats", "1", "--out", str(tmp_path)])
+    for r in out["rows"]:
+        (lo_a, hi_a), (lo_b, hi_b) = r["interval_loop"], r["interval_seqrec"]
+        width = hi_a - lo_a
+        assert lo_b < r["mean"] < hi_b and abs(lo_a - lo_b) < 0.25 * width and abs(hi_a - hi_b) < 0.25 * width
+    assert (tmp_path / "bootstrap.md").exists()
