@@ -106,8 +106,10 @@ class SeqRecModule(pl.LightningModule):
     id_dropout : float
         With ``feature_sides both``: training-time probability that an item occurrence drops its ID
         embedding and uses its features alone (so the feature path learns to stand alone).
-    num_numeric, vector_dim : int
-        Numeric features per item and the width of precomputed item vectors; linked from the data module.
+    num_numeric : int
+        Numeric features per item (``data.item_features``); linked from the data module.
+    vector_dim : int
+        Width of the precomputed item vectors (``data.item_features``); linked from the data module.
     num_time_buckets : int
         Time-gap buckets as an extra input embedding (SASRec only); linked from ``data.time_features``.
     eval_chunk : int
