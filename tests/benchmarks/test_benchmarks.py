@@ -209,7 +209,9 @@ def test_speed_gate_fails_on_an_injected_engine_slowdown() -> None:
     slow = run(1.5)
     passed, table = suite.compare(slow, base, only)
     assert not passed and "**REGRESSION**" in table, table
-    assert slow["engine"]["median"] < 1.7 * base["engine"]["median"]  # the injected work measured about 1.5x
+    # The injected work measured 1.46x on an idle machine, up to 2.2x with a training on the other core
+    # (the extra builds run colder there): it took effect, and the gate's failure is not from a far larger one.
+    assert 1.2 * base["engine"]["median"] < slow["engine"]["median"] < 2.5 * base["engine"]["median"]
     passed, table = suite.compare(run(1.0), base, only)
     assert passed, table
 
