@@ -91,3 +91,26 @@ def test_the_model_masks_with_the_engines_mask_token(store) -> None:
 
     engine = BatchBuilder(store, 8, task="bert4rec", negatives="none").mask_token
     assert engine == BERT4Rec(ModelConfig(num_items=store.num_items)).mask_token == store.num_items + 1
+
+
+def test_item_encoder_sums_its_projections_and_adds_rows_of_new_items() -> None:
+    from seqrec.models.item_encoder import ItemEncoder
+
+    torch.manual_seed(0)
+    enc = ItemEncoder(rows=4, hidden_size=8, num_attributes=3, max_attributes=2, num_numeric=1, vector_dim=5,
+                      id_dropout=0.0)
+    attrs = torch.tensor([[0, 0], [1, 2], [3, 0], [0, 0]])
+    values, present = torch.tensor([[0.0], [1.5], [0.0], [-1.0]]), torch.tensor([[0.0], [1.0], [0.0], [1.0]])
+    vectors = torch.randn(4, 5)
+    enc.set_features(attributes=attrs, numeric_values=values, numeric_present=present, vectors=vectors)
+    with torch.no_grad():
+        got = enc.features(torch.tensor([1]))[0]
+        want = (enc.attribute_emb.weight[1] + enc.attribute_emb.weight[2]) / 2 \
+            + enc.numeric(torch.tensor([1.5, 1.0])) + enc.vector(vectors[1])
+    torch.testing.assert_close(got, want)
+    # A new item with more attributes than any trained one widens every row's bag; its ID never counts.
+    enc.add_rows(torch.tensor([[1, 2, 3]]), torch.tensor([[0.5]]), torch.tensor([[1.0]]), torch.randn(1, 5), 1)
+    assert enc.attributes.shape == (5, 3) and enc.attributes[1].tolist() == [1, 2, 0]
+    assert enc.id_weight(torch.tensor([1, 4])).flatten().tolist() == [1.0, 0.0]
+    with pytest.raises(ValueError, match="vectors"):
+        enc.add_rows(None, None, None, torch.randn(1, 4), 1)

@@ -423,7 +423,8 @@ class SeqRecModule(pl.LightningModule):
     def _cold_baseline_metrics(self, batch: dict[str, torch.Tensor], shape: torch.Size) -> None:
         """The cold-start baselines' metrics (``seqrec.evaluate.cold_baselines``), with their warm and cold slices."""
         for prefix, table in self._cold_baselines.items():
-            table = table.to(self.device)
+            if table.device != self.device:  # moved once, not per batch
+                table = self._cold_baselines[prefix] = table.to(self.device)
             if prefix == "feature_knn/":
                 scores = recent_item_knn(batch["inputs"], table)
             else:
