@@ -68,6 +68,38 @@ def test_cold_items_leave_training_and_stay_targets_and_inputs(features) -> None
         data(features, cold=1.0)
 
 
+@pytest.mark.parametrize("loss, extra", [
+    ("ce", {}), ("ce", {"ce_chunk": 64}),
+    ("sampled_softmax", {}), ("bce", {}),
+    ("sampled_softmax", {"negative_pool": 128, "pool_in_batch": True}),
+])
+def test_withheld_items_are_no_negatives_in_any_training_loss(features, loss, extra) -> None:
+    # Withheld items do not exist while the model trains: changing their features (the only thing that
+    # represents them) must leave every training loss unchanged. Before, they were negatives only.
+    model_keys = {"ce_chunk"} & set(extra)
+    data_extra = {k: v for k, v in extra.items() if k not in model_keys}
+    dm = SeqRecDataModule(synthetic=SPEC, max_len=30, batch_size=64, task="sasrec",
+                          negatives="uniform", num_negatives=64, item_features=features, cold_items=0.3, seed=3,
+                          **data_extra)
+    dm.setup("fit")
+    m = SeqRecModule(architecture="sasrec", num_items=dm.num_items, max_len=30, hidden_size=16, num_blocks=1,
+                     loss=loss, num_attributes=dm.num_attributes, max_attributes=dm.max_attributes,
+                     feature_sides="both", **{k: extra[k] for k in model_keys})
+    m.attach_dataset(dm.info)
+    m.eval()  # no dropout: the same batch gives the same loss
+    m.log = lambda *a, **k: None  # type: ignore[method-assign]  # no trainer to log to
+    batch = next(iter(dm.train_dataloader()))
+    cold = torch.from_numpy(dm.cold)
+    drawn = batch["pool"] if "pool" in batch else batch.get("negatives", torch.arange(dm.num_items + 1))
+    assert torch.isin(drawn, cold).any()  # the test means something: withheld items were drawn
+    before = m.training_step(batch, 0).item()
+    attrs = m.model.item_encoder.attributes
+    attrs[cold] = torch.roll(attrs, 1, 0)[cold] % dm.num_attributes + 1  # other attributes for them only
+    assert m.training_step(batch, 0).item() == pytest.approx(before, rel=1e-6)
+    m.untrained.zero_()  # as before the fix: withheld items are negatives, and their features count
+    assert m.training_step(batch, 0).item() != pytest.approx(before, rel=1e-6)
+
+
 def test_warm_and_cold_slices_average_to_the_whole(features) -> None:
     dm = data(features)
     m = model(dm, features=True)

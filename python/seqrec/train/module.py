@@ -218,6 +218,10 @@ class SeqRecModule(pl.LightningModule):
         self.ks = list(ks)
         self.exclude_seen = exclude_seen
         self.register_buffer("popularity", torch.zeros(num_items + 1), persistent=False)
+        # Items withheld from training (cold-start split): they do not exist while the model trains, so no
+        # training loss uses them as negatives either; otherwise their feature-only vectors are only ever
+        # pushed down, and the model learns that an item without an ID is never the answer.
+        self.register_buffer("untrained", torch.zeros(num_items + 1, dtype=torch.bool), persistent=False)
         self.dataset: DatasetInfo | None = None  # what the data module describes (attach_dataset)
         self.catalogue: dict[str, Any] | None = None  # the stored description of a loaded checkpoint
         self.item_rules: torch.Tensor | None = None  # (N + 1,) bool, True: never predicted (set_item_rules)
@@ -253,6 +257,9 @@ class SeqRecModule(pl.LightningModule):
             cold = info.extra.get("cold_items")
             if cold is not None and len(cold):
                 encoder.set_unknown_ids(torch.as_tensor(cold, dtype=torch.long))
+        self.untrained.zero_()
+        if info.extra.get("cold_items"):
+            self.untrained[torch.as_tensor(info.extra["cold_items"], dtype=torch.long)] = True
         self._cold_baselines = {}
         f = info.extra.get("item_features")
         if info.extra.get("cold_items") and f is not None:
@@ -279,7 +286,7 @@ class SeqRecModule(pl.LightningModule):
             pos = self.model.score_items(hidden, targets)  # (B, L)
             neg = self.model.score_items(hidden, negatives)  # (B, L, K)
             # In-batch and popularity negatives can hit the target itself: such a draw is no negative.
-            valid = negatives != targets.unsqueeze(-1)
+            valid = (negatives != targets.unsqueeze(-1)) & ~self.untrained[negatives]
             if self.loss_name == "bce":
                 loss = bce_sampled(pos, neg, mask, valid, reduction="sum")
             elif self.loss_name == "gbce":
@@ -293,10 +300,14 @@ class SeqRecModule(pl.LightningModule):
                     valid, reduction="sum",
                 )
         elif self.hparams.num_items + 1 > self.hparams.ce_chunk:
-            loss = chunked_cross_entropy(hidden[mask], self.model.item_embeddings, targets[mask],
-                                         self.hparams.ce_chunk, reduction="sum")
+            table, tgt = self.model.item_embeddings, targets[mask]
+            if self.untrained.any():  # the softmax over the items that exist in training
+                trained = ~self.untrained
+                table, tgt = table[trained], (torch.cumsum(trained, 0) - 1)[tgt]
+            loss = chunked_cross_entropy(hidden[mask], table, tgt, self.hparams.ce_chunk, reduction="sum")
         else:
             logits = self.model.score_all(hidden[mask])  # (T, N + 1)
+            logits = logits.masked_fill(self.untrained[: logits.shape[-1]], float("-inf"))
             loss = full_cross_entropy(logits, targets[mask], reduction="sum")
         # Sum over positions times a constant, not a per-batch mean: batches grouped by length hold very
         # different numbers of targets, and a per-batch mean would weigh a target in a batch of short
@@ -322,6 +333,9 @@ class SeqRecModule(pl.LightningModule):
             rows_hit = torch.zeros(mask.shape[0], pool_logits.shape[1], dtype=torch.bool, device=h.device)
             rows_hit[batch["pool_hit_rows"], batch["pool_hit_cols"]] = True
             masked = rows_hit[torch.nonzero(mask)[:, 0]]
+        absent = self.untrained[batch["pool"]]  # (P,): withheld items drawn into the pool
+        if absent.any():
+            masked = absent.expand_as(pool_logits) if masked is None else masked | absent
         logq = self.hparams.logq_correction
         return pool_softmax(
             pos, pool_logits,
