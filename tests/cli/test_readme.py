@@ -159,6 +159,7 @@ def test_readme_commands_run_in_order(tmp_path: Path, monkeypatch: pytest.Monkey
     out = capsys.readouterr().out
     assert "best checkpoint:" in out and "wrote top-10 recommendations" in out
     assert (tmp_path / "recs.parquet").exists() and (tmp_path / "exported" / "scorer.onnx").exists()
+    assert (tmp_path / "recs_new.csv").read_text().count("\n") == 1 + 300 * 10  # predict with the new items
     assert (tmp_path / "exported" / "user_embeddings.parquet").exists()
     allowed = np.load(tmp_path / "exported_top10" / "allowed_items.npy")
     assert allowed.dtype == bool and 0 < allowed.sum() < allowed.size - 1  # only the listed items

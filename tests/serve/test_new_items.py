@@ -82,6 +82,34 @@ def test_new_items_are_recommended_and_encoded_in_histories(trained) -> None:
     assert similar["item_id"].tolist() == [f"new-{COPIED[0]}"] * 3
 
 
+def test_predict_scores_the_new_items_beside_the_trained_ones(trained, tmp_path, monkeypatch) -> None:
+    ckpt, new, _ = trained
+    monkeypatch.chdir(tmp_path)
+    quiet = ["--trainer.logger=false", "--trainer.enable_progress_bar=false"]
+    allow = tmp_path / "allow.txt"
+    allow.write_text("\n".join([f"new-{COPIED[0]}", f"new-{COPIED[1]}", "5", "6"]) + "\n")  # new and trained
+    run(["predict", f"--ckpt_path={ckpt}", f"--predict_new_items={new}", f"--predict_allow={allow}",
+         "--predict_k=4", "--predict_output=recs.csv", *quiet])
+    got = pacsv.read_csv(tmp_path / "recs.csv", convert_options=pacsv.ConvertOptions(
+        column_types={"item_id": pa.string(), "user_id": pa.string()})).to_pydict()
+    rec = Recommender.from_checkpoint(ckpt)
+    rec.add_items(new)
+    expected = rec.recommend(k=4, items_to_recommend=[f"new-{COPIED[0]}", f"new-{COPIED[1]}", "5", "6"])
+    assert got["user_id"] == [str(u) for u in expected["user_id"].tolist()]
+    assert got["item_id"] == [str(i) for i in expected["item_id"].tolist()]
+    np.testing.assert_allclose(got["score"], expected["score"], rtol=1e-4, atol=1e-5)
+    assert {f"new-{COPIED[0]}", f"new-{COPIED[1]}"} <= set(got["item_id"])  # the new ones come out
+    # Without the file, the allow-list names items the model does not know: one clear error, before loading.
+    with pytest.raises(Exception, match="new-3"):
+        run(["predict", f"--ckpt_path={ckpt}", f"--predict_allow={allow}", "--predict_output=r2.csv", *quiet])
+    known = pacsv.read_csv(new).to_pydict()
+    known["item_id"] = ["3", "new-x", "17"]
+    pacsv.write_csv(pa.table(known), tmp_path / "known.csv")
+    with pytest.raises(ValueError, match=r"--predict_new_items: .*known\.csv: 2 item\(s\) are in the training catalogue"):
+        run(["predict", f"--ckpt_path={ckpt}", f"--predict_new_items={tmp_path / 'known.csv'}",
+             "--predict_output=r3.csv", *quiet])
+
+
 def test_hnsw_and_export_hold_the_new_items(trained, tmp_path) -> None:
     pytest.importorskip("faiss")
     ckpt, new, _ = trained

@@ -71,6 +71,10 @@ class SeqRecCLI(LightningCLI):
                             help="seqrec predict: a file of the only items that may be recommended (raw ids, one per line).")
         parser.add_argument("--predict_exclude", type=str | None, default=None,
                             help="seqrec predict: a file of items never recommended (raw ids, one per line).")
+        parser.add_argument("--predict_new_items", type=str | None, default=None,
+                            help="seqrec predict: a feature file (the training layout) of items not in training, "
+                                 "scored and recommended from their features beside the trained ones (models "
+                                 "trained with model.feature_sides both).")
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
         # The Trainer method's own arguments (test's verbose, predict's return_predictions) exist only once
@@ -186,10 +190,15 @@ class SeqRecCLI(LightningCLI):
         if config["predict_k"] < 1:
             raise ValueError(f"predict_k must be positive, got {config['predict_k']}")
         self.model.hparams.predict_k = config["predict_k"]
+        from seqrec.serve.new_items import PredictionCatalogue
         from seqrec.serve.rules import rules_from_files
 
-        self.model.set_item_rules(rules_from_files(self.datamodule.interactions.raw_item_ids, config["predict_allow"],
-                                                   config["predict_exclude"]))
+        if config["predict_new_items"] is None:  # the rules are checked now, before the model loads
+            rules_from_files(self.datamodule.interactions.raw_item_ids, config["predict_allow"],
+                             config["predict_exclude"])
+        # Set when prediction starts: new items can only join the tables after the checkpoint is restored.
+        self.trainer.callbacks.append(PredictionCatalogue(config["predict_new_items"], config["predict_allow"],
+                                                          config["predict_exclude"]))
         self.trainer.callbacks.append(RecommendationWriter(config["predict_output"]))
 
     def _add_test_report(self) -> None:

@@ -3,7 +3,6 @@ product rules; similar items and the users' query vectors from the same model.""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -277,41 +276,14 @@ class Recommender:
         never saw are left out of an item's bag, numbers are normalised with the training statistics.
         ``skip_known`` leaves out rows of items the model already has instead of refusing the file.
         """
-        from seqrec.data.item_table import ItemFeatureTable
+        from seqrec.serve.new_items import add_new_items
 
-        model = self.module.model
-        stored = (getattr(self.module, "catalogue", None) or {}).get("item_features")
-        if stored is None and self.module.dataset is not None:
-            stored = self.module.dataset.extra.get("item_features")
-        if model.item_encoder is None or stored is None:
-            raise ValueError("new items need a model trained with item features and model.feature_sides both "
-                             "(this one scores only the items it was trained on)")
-        if model.extra_tokens:
-            raise ValueError("new items are supported for SASRec models (BERT4Rec's mask token sits where "
-                             "they would go)")
-        new = ItemFeatureTable.from_state(stored).encode_new(features, skip_known=skip_known)
-        fresh = [j for j, r in enumerate(new.raw_ids) if r not in self._index]  # not added by an earlier call
-        if len(fresh) < len(new.raw_ids) and not skip_known:
-            clash = [r for r in new.raw_ids if r in self._index]
-            raise ValueError(f"{new.source}: items {clash[:5]} are already in the catalogue (skip_known=True "
-                             f"leaves them out)")
-        if not fresh:
-            return []
-        new = dataclasses.replace(new, raw_ids=[new.raw_ids[j] for j in fresh], attributes=new.attributes[fresh],
-                                  numeric=new.numeric[fresh], numeric_present=new.numeric_present[fresh],
-                                  vectors=new.vectors[fresh])
-        enc = model.item_encoder
-        enc.add_rows(torch.from_numpy(new.attributes), torch.from_numpy(new.numeric),
-                     torch.from_numpy(new.numeric_present), torch.from_numpy(new.vectors), len(new.raw_ids))
         start = len(self.raw_item_ids)
-        ids: list[Any] = list(new.raw_ids)  # strings as the file gave them; integers in an integer catalogue
-        if self.raw_item_ids.dtype.kind in "iu" and all(r.lstrip("-").isdigit() for r in ids):
-            ids = [int(r) for r in ids]
-        self.raw_item_ids = np.concatenate([self.raw_item_ids, np.array(ids, dtype=self.raw_item_ids.dtype
-                                                                        if isinstance(ids[0], int) else object)])
-        self._index.update({r: start + j for j, r in enumerate(new.raw_ids)})
-        self._dense = None  # histories holding the new items now encode them
-        return list(new.raw_ids)
+        self.raw_item_ids, added = add_new_items(self.module, features, self.raw_item_ids, skip_known)
+        self._index.update({r: start + j for j, r in enumerate(added)})
+        if added:
+            self._dense = None  # histories holding the new items now encode them
+        return added
 
     def item_embeddings(self) -> np.ndarray:
         """(num_items, D) float32: the table that scores items (row i is dense item i + 1)."""

@@ -573,9 +573,10 @@ class SeqRecModule(pl.LightningModule):
         builds it from allow-list and exclusion files); None lifts the rules."""
         if blocked is not None:
             blocked = torch.as_tensor(blocked, dtype=torch.bool)
-            if blocked.shape != (self.hparams.num_items + 1,):
-                raise ValueError(f"item rules must be a mask of {self.hparams.num_items + 1} entries (padding and "
-                                 f"the {self.hparams.num_items} items), got shape {tuple(blocked.shape)}")
+            rows = self.model.score_ids().numel()  # items added at inference included
+            if blocked.shape != (rows,):
+                raise ValueError(f"item rules must be a mask of {rows} entries (padding and "
+                                 f"the {rows - 1} items), got shape {tuple(blocked.shape)}")
         self.item_rules = blocked
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
