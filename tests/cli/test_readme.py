@@ -160,6 +160,9 @@ def test_readme_commands_run_in_order(tmp_path: Path, monkeypatch: pytest.Monkey
     assert "best checkpoint:" in out and "wrote top-10 recommendations" in out
     assert (tmp_path / "recs.parquet").exists() and (tmp_path / "exported" / "scorer.onnx").exists()
     assert (tmp_path / "recs_new.csv").read_text().count("\n") == 1 + 300 * 10  # predict with the new items
+    cold_run = tmp_path / "runs" / "cold_start"  # its test: the cold slice and the margins over the baselines
+    cold = json.loads((cold_run / "test_results.json").read_text())
+    assert "feature_knn/ndcg@10" in cold["cold_start"]["margins"] and (cold_run / "cold_items.npy").exists()
     assert (tmp_path / "exported" / "user_embeddings.parquet").exists()
     allowed = np.load(tmp_path / "exported_top10" / "allowed_items.npy")
     assert allowed.dtype == bool and 0 < allowed.sum() < allowed.size - 1  # only the listed items

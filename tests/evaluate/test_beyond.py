@@ -148,6 +148,36 @@ def test_slices_have_no_empty_groups_when_quartiles_tie() -> None:
     assert groups[0]["group"].startswith("4-") and len(groups) == 3  # the tied quartile at 4 merged away
 
 
+def test_cold_targets_get_a_slice_margins_over_the_new_item_baselines_and_exposure() -> None:
+    from seqrec.evaluate.per_user import format_summary, summarize
+
+    rng = np.random.default_rng(1)
+    n = 600
+    cold = rng.random(n) < 0.2
+    knn = np.where(cold, rng.random(n) * 0.2, rng.random(n))
+    model = np.where(cold, knn + 0.1, knn)  # better than kNN by 0.1 on every cold user, equal on warm ones
+    top = rng.integers(10, 50, (n, 10))
+    top[:, 0] = 7  # withheld item 7 is the first of every list; withheld 8 and 9 are never recommended
+    rows = {"history_length": rng.integers(3, 30, n), "target": rng.integers(1, 50, n), "top_model": top,
+            "top_popularity": np.full((n, 10), 1), "ndcg@10": model, "hr@10": (model > 0.5).astype(float),
+            "popularity/ndcg@10": rng.random(n), "feature_knn/ndcg@10": knn, "cold_target": cold}
+    out = summarize(rows, np.arange(51), [10], cold_items=np.array([7, 8, 9]))
+    warm_g, cold_g = out["slices"]["target_cold"]["ndcg@10"]
+    assert (warm_g["users"], cold_g["users"]) == ((~cold).sum(), cold.sum())
+    assert cold_g["mean"] == pytest.approx(model[cold].mean()) and warm_g["mean"] == pytest.approx(model[~cold].mean())
+    m = out["cold_start"]["margins"]["feature_knn/ndcg@10"]
+    assert out["cold_start"]["users"] == cold.sum()
+    assert m["difference"]["mean"] == pytest.approx(0.1) and m["difference"]["low"] == pytest.approx(0.1)
+    assert m["p_value"] < 0.01 and m["baseline"] == pytest.approx(knn[cold].mean())
+    assert "feature_knn/hr@10" not in out["cold_start"]["margins"]  # no such per-user rows
+    beyond = out["beyond_accuracy"]["model"]
+    assert beyond["withheld_share"] == pytest.approx(0.1) and beyond["withheld_coverage"] == pytest.approx(1 / 3)
+    assert out["beyond_accuracy"]["popularity"]["withheld_share"] == 0
+    assert "cold targets (%d users)" % cold.sum() in format_summary(out, 10)
+    plain = summarize({k: v for k, v in rows.items() if k != "cold_target"}, np.arange(51), [10])
+    assert "cold_start" not in plain and "withheld_share" not in plain["beyond_accuracy"]["model"]
+
+
 def _loop_bootstrap(x: np.ndarray, resamples: int, seed: int) -> np.ndarray:
     """The reference: one resample of users at a time (what bootstrap_ci did before it was vectorised)."""
     rng = np.random.default_rng(seed)

@@ -12,6 +12,9 @@ interaction count of every item. Definitions:
 - ``gini``: Gini index of how often each catalogue item is recommended (0: every item equally often,
   near 1: a few items take all the exposure).
 - ``long_tail``: share of recommendations outside the head, the 20% most popular items (Abdollahpouri et al.).
+- With a cold-start split (``data.cold_items``): ``withheld_share``, the share of recommendations that are
+  items withheld from training, and ``withheld_coverage``, the share of those items recommended at least once
+  (``withheld_exposure``): whether new items reach users at all.
 """
 
 from __future__ import annotations
@@ -64,3 +67,15 @@ def beyond_accuracy(top: np.ndarray, counts: np.ndarray, targets: np.ndarray | N
         out["consumed_popularity"] = consumed
         out["popularity_ratio"] = out["avg_popularity"] / consumed if consumed > 0 else float("inf")
     return out
+
+
+def withheld_exposure(top: np.ndarray, withheld: np.ndarray) -> dict[str, float]:
+    """How much of the top-k lists ``top`` (U, k; 0 an empty slot) goes to the ``withheld`` items (dense ids)."""
+    top = np.asarray(top, dtype=np.int64)
+    top = top[top > 0]
+    withheld = np.unique(np.asarray(withheld, dtype=np.int64))
+    if withheld.size == 0:
+        raise ValueError("no withheld items to measure the exposure of")
+    hit = np.isin(top, withheld)
+    return {"withheld_share": float(hit.mean()) if top.size else 0.0,
+            "withheld_coverage": float(np.unique(top[hit]).size / withheld.size)}

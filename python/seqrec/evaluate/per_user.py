@@ -15,11 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from seqrec.evaluate.beyond_accuracy import HEAD_SHARE, beyond_accuracy, head_items
+from seqrec.evaluate.beyond_accuracy import HEAD_SHARE, beyond_accuracy, head_items, withheld_exposure
 from seqrec.evaluate.uncertainty import bootstrap_ci, paired_comparison
 from seqrec.files import write_atomically
 
 PER_USER = "test_per_user.parquet"
+COLD_ITEMS = "cold_items.npy"  # dense ids withheld from training (cold-start split), beside the per-user rows
+NEW_ITEM_BASELINES = ("feature_knn/", "feature_popularity/")  # the cold-start baselines (evaluate.cold_baselines)
 
 
 def write_per_user(columns: dict[str, np.ndarray], folder: str | os.PathLike[str]) -> Path:
@@ -56,10 +58,14 @@ def slices(values: np.ndarray, groups: np.ndarray, labels: list[str]) -> list[di
             for g, label in enumerate(labels)]
 
 
-def summarize(rows: dict[str, np.ndarray], counts: np.ndarray, ks: list[int], seed: int = 0) -> dict[str, Any]:
+def summarize(rows: dict[str, np.ndarray], counts: np.ndarray, ks: list[int], seed: int = 0,
+              cold_items: np.ndarray | None = None) -> dict[str, Any]:
     """Intervals for every per-user metric, beyond-accuracy metrics of both top-k lists, and slices.
 
     ``counts`` are training interactions per dense item (index 0 padding); the top-k lists hold dense ids.
+    With a cold-start split (rows with ``cold_target``) also the warm/cold slice and the model's margin over
+    each new-item baseline on the cold targets (``cold_start``); with ``cold_items`` (the withheld dense ids)
+    the lists' exposure of those items.
     """
     metric_names = [n for n in rows if "@" in n and not n.startswith("top")]
     intervals = {n: vars(bootstrap_ci(rows[n], seed=seed)) for n in metric_names}
@@ -82,7 +88,33 @@ def summarize(rows: dict[str, np.ndarray], counts: np.ndarray, ks: list[int], se
         "target_popularity": {name: slices(rows[name], (~head).astype(int), [f"head (top {HEAD_SHARE:.0%})", "long tail"])
                               for name in (key, f"popularity/{key}")},
     }
-    return {"intervals": intervals, "beyond_accuracy": beyond, "slices": by}
+    out: dict[str, Any] = {"intervals": intervals, "beyond_accuracy": beyond, "slices": by}
+    if cold_items is not None:
+        for name in ("model", "popularity"):
+            beyond[name].update(withheld_exposure(rows[f"top_{name}"][:, :k], cold_items))
+    if "cold_target" in rows:
+        cold = rows["cold_target"].astype(bool)
+        names = [key, f"popularity/{key}"] + [f"{p}{key}" for p in NEW_ITEM_BASELINES if f"{p}{key}" in rows]
+        by["target_cold"] = {name: slices(rows[name], cold.astype(int), ["warm", "cold (withheld)"]) for name in names}
+        out["cold_start"] = cold_margins(rows, cold, k, seed)
+    return out
+
+
+def cold_margins(rows: dict[str, np.ndarray], cold: np.ndarray, k: int, seed: int = 0) -> dict[str, Any]:
+    """On the users whose target is a cold item: the model against each new-item baseline, paired by user
+    (the model minus the baseline: bootstrap interval and sign-flip p-value), NDCG@k and HR@k."""
+    out: dict[str, Any] = {"users": int(cold.sum()), "margins": {}}
+    if not cold.any():
+        return out
+    for prefix in NEW_ITEM_BASELINES:
+        for metric in (f"ndcg@{k}", f"hr@{k}"):
+            if f"{prefix}{metric}" not in rows:
+                continue
+            res = paired_comparison(rows[f"{prefix}{metric}"][cold], rows[metric][cold], seed=seed)
+            out["margins"][f"{prefix}{metric}"] = {
+                "baseline": res.a, "model": res.b, "difference": vars(res.difference), "p_value": res.p_value,
+                "ratio": res.b / res.a if res.a > 0 else float("inf")}
+    return out
 
 
 def format_summary(summary: dict[str, Any], k: int) -> str:
@@ -96,10 +128,20 @@ def format_summary(summary: dict[str, Any], k: int) -> str:
     model, pop = summary["beyond_accuracy"]["model"], summary["beyond_accuracy"]["popularity"]
     for name in ("coverage", "avg_popularity", "consumed_popularity", "popularity_ratio", "novelty", "gini", "long_tail"):
         lines.append(f"    {name:<22}{model[name]:>10.4g}{pop[name]:>12.4g}")
+    for name in ("withheld_share", "withheld_coverage"):
+        if name in model:
+            lines.append(f"    {name:<22}{model[name]:>10.4g}{pop[name]:>12.4g}")
     lines.append(f"  ndcg@{k} by history length (quartiles) and by target popularity:")
     for axis, groups in summary["slices"].items():
         for group in groups[f"ndcg@{k}"]:
             lines.append(f"    {axis:<18}{group['group']:<16}{group['users']:>7} users  {group['mean']:.4f}")
+    cold = summary.get("cold_start")
+    if cold and cold["margins"]:
+        lines.append(f"  cold targets ({cold['users']} users): model minus each new-item baseline, paired by user:")
+        for name, m in cold["margins"].items():
+            d = m["difference"]
+            lines.append(f"    {name:<30}{m['model']:.4f} vs {m['baseline']:.4f}  {d['mean']:+.4f} "
+                         f"[{d['low']:+.4f}, {d['high']:+.4f}]  p {format_p(m['p_value'])}")
     return "\n".join(lines)
 
 
@@ -166,7 +208,8 @@ def report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None =
         raise FileNotFoundError(f"{counts_path}: missing (written by seqrec test together with {PER_USER})")
     counts = np.load(counts_path)
     k = rows["top_model"].shape[1]
-    summary = summarize(rows, counts, [k])
+    cold_path = run_dir / COLD_ITEMS
+    summary = summarize(rows, counts, [k], cold_items=np.load(cold_path) if cold_path.exists() else None)
     results_path = run_dir / "test_results.json"
     metrics = json.loads(results_path.read_text())["metrics"] if results_path.exists() else {}
     plt = _pyplot()
@@ -219,6 +262,16 @@ def report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None =
     for axis, groups in summary["slices"].items():
         for g, p in zip(groups[key], groups[f"popularity/{key}"]):
             lines.append(f"| {axis} | {g['group']} | {g['users']} | {g['mean']:.4f} | {p['mean']:.4f} |")
+    cold = summary.get("cold_start")
+    if cold and cold["margins"]:
+        lines += ["", f"## Cold targets ({cold['users']} users whose target was withheld from training)", "",
+                  "The model minus each new-item baseline on the same users: bootstrap interval of the mean "
+                  "difference, sign-flip p-value.", "",
+                  "| metric | model | baseline | difference | 95% interval | p |", "|---|---:|---:|---:|---|---:|"]
+        for name, m in cold["margins"].items():
+            d = m["difference"]
+            lines.append(f"| {name} | {m['model']:.4f} | {m['baseline']:.4f} | {d['mean']:+.4f} | "
+                         f"[{d['low']:+.4f}, {d['high']:+.4f}] | {format_p(m['p_value'])} |")
     lines += ["", "![ndcg by slice](ndcg_by_slice.png)", "",
               "![popularity of recommended vs consumed](popularity_recommended_vs_consumed.png)"]
     (out / "report.md").write_text("\n".join(lines) + "\n")

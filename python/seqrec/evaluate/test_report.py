@@ -16,7 +16,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from seqrec.evaluate.per_user import format_summary, summarize, write_per_user
+from seqrec.evaluate.per_user import COLD_ITEMS, format_summary, summarize, write_per_user
 from seqrec.evaluate.tables import format_results
 from seqrec.files import write_atomically
 
@@ -93,7 +93,11 @@ class TestReport(pl.Callback):
         write_per_user(rows, root)
         counts = pl_module.popularity.cpu().numpy()
         np.save(root / "train_item_counts.npy", counts.astype(np.int64))  # what the report's plots need
-        summary = summarize(rows, counts, pl_module.ks)
+        withheld = info.extra.get("cold_items") if info is not None else None
+        cold_items = np.asarray(withheld if withheld else [], dtype=np.int64)
+        if cold_items.size:
+            np.save(root / COLD_ITEMS, cold_items)  # the report's exposure of withheld items needs them
+        summary = summarize(rows, counts, pl_module.ks, cold_items=cold_items if cold_items.size else None)
         k = max(pl_module.ks)
         metrics = {f"test/{name}@{k}": float(v) for name, v in summary["beyond_accuracy"]["model"].items()}
         for logger in trainer.loggers:  # self.log is not allowed after the test epoch

@@ -394,9 +394,13 @@ class SeqRecModule(pl.LightningModule):
                 pop = self.popularity.unsqueeze(0).expand_as(scores)  # (B, N + 1)
                 pop_per_user = batch_metrics(pop, batch, self.ks, self.exclude_seen)
                 self._add(pop_per_user, batch, "popularity/")
-                self._cold_baseline_metrics(batch, scores.shape)
+                cold_per_user = self._cold_baseline_metrics(batch, scores.shape)
                 if stage == "test":
                     rows = self._per_user_rows(batch, scores, pop, per_user, pop_per_user)
+                    rows.update({f"{prefix}{name}": v.cpu() for prefix, m in cold_per_user.items()
+                                 for name, v in m.items()})
+                    if "cold_targets" in batch:
+                        rows["cold_target"] = batch["cold_targets"].cpu()
         else:  # a catalogue too large for (B, N + 1) scores: rank it eval_chunk items at a time
             hidden = self._query(batch)
             table = self.model.item_embeddings
@@ -434,8 +438,10 @@ class SeqRecModule(pl.LightningModule):
             **{f"popularity/{name}": v.cpu() for name, v in pop_per_user.items()},
         }
 
-    def _cold_baseline_metrics(self, batch: dict[str, torch.Tensor], shape: torch.Size) -> None:
-        """The cold-start baselines' metrics (``seqrec.evaluate.cold_baselines``), with their warm and cold slices."""
+    def _cold_baseline_metrics(self, batch: dict[str, torch.Tensor], shape: torch.Size) -> dict[str, dict[str, torch.Tensor]]:
+        """The cold-start baselines' metrics (``seqrec.evaluate.cold_baselines``), with their warm and cold
+        slices, added to the totals; returns their per-user values by prefix."""
+        out = {}
         for prefix, table in self._cold_baselines.items():
             if table.device != self.device:  # moved once, not per batch
                 table = self._cold_baselines[prefix] = table.to(self.device)
@@ -443,7 +449,9 @@ class SeqRecModule(pl.LightningModule):
                 scores = recent_item_knn(batch["inputs"], table)
             else:
                 scores = table.unsqueeze(0).expand(shape)
-            self._add(batch_metrics(scores, batch, self.ks, self.exclude_seen), batch, prefix)
+            out[prefix] = batch_metrics(scores, batch, self.ks, self.exclude_seen)
+            self._add(out[prefix], batch, prefix)
+        return out
 
     def _add(self, per_user: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], prefix: str = "") -> None:
         """Adds per-user metrics to the totals, and with a cold-start split also their warm and cold slices
