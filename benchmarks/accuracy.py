@@ -222,12 +222,74 @@ def table(rows: list[dict]) -> str:
                          f"{r.get('best_epoch_checkpoint', '')} | {cell(r, 'ndcg@10', 'val')} | {cell(r, 'hr@10')} | "
                          f"{cell(r, 'ndcg@10')} | {cell(r, 'sampled/hr@10')} | {cell(r, 'sampled/ndcg@10')} | "
                          f"{r.get('file', '')} |")
+    lines += time_to_quality(by_config)
     gaps = [r["val"]["ndcg@10"] / r["test"]["ndcg@10"] - 1 for r in rows
             if r.get("val", {}).get("ndcg@10") and r.get("test", {}).get("ndcg@10")]
     if gaps:
         lines += ["", f"Validation NDCG@10 runs {100 * statistics.median(gaps):.0f}% above test (median over the "
                   f"{len(gaps)} runs): the test item is the harder one on these files."]
     return "\n".join(lines)
+
+
+MARKS = (5, 10, 20, 30)  # minutes of training at which the time-to-quality table reads each curve
+
+
+def best_by(curve: list[dict], minutes: float) -> float | None:
+    """The best validation NDCG@10 a run had reached after ``minutes`` of training (None: no validation yet)."""
+    seen = [p["val_ndcg@10"] for p in curve if p["seconds"] <= 60 * minutes]
+    return max(seen) if seen else None
+
+
+def time_to_quality(by_config: dict[str, list[dict]]) -> list[str]:
+    """The recipes' validation curves read at fixed training times (mean over the seeds that got there)."""
+    shown = {c: runs for c, runs in by_config.items() if any(r.get("curve") for r in runs)}
+    if not shown:
+        return []
+    lines = ["", "Time to quality: the best validation NDCG@10 (full ranking) after so many minutes of training, "
+             "evaluation time excluded (`TrainingClock`), mean over the seeds with a validation by then; "
+             "`time_to_quality.png` draws the curves.", "",
+             "| config | seeds | " + " | ".join(f"{m} min" for m in MARKS) + " | training minutes in all |",
+             "|---|---|" + "---:|" * (len(MARKS) + 1)]
+    for name, runs in shown.items():
+        cells = []
+        for m in MARKS:
+            values = [v for r in runs if (v := best_by(r.get("curve", []), m)) is not None]
+            cells.append(f"{statistics.mean(values):.4f}" if values else "–")
+        train = max(r.get("train_seconds", 0) for r in runs) / 60
+        lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + f" | {train:.0f} |")
+    return lines
+
+
+def plot_curves(rows: list[dict], path: Path) -> Path | None:
+    """One panel per data file: every run's validation NDCG@10 against its training minutes."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        if r.get("curve"):
+            groups.setdefault(r.get("base_config", r["config"]), []).append(r)
+    if not groups:
+        return None
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.8), squeeze=False)
+    for ax, (base, runs) in zip(axes[0], groups.items()):
+        colours: dict[str, str] = {}
+        for r in runs:
+            c = colours.setdefault(r["config"], f"C{len(colours)}")
+            ax.plot([p["seconds"] / 60 for p in r["curve"]], [p["val_ndcg@10"] for p in r["curve"]], color=c,
+                    lw=1.2, label=r["config"] if sum(q["config"] == r["config"] for q in runs[: runs.index(r) + 1]) == 1 else None)
+        ax.set_title(base, fontsize=9)
+        ax.set_xlabel("training minutes (evaluation excluded)")
+        ax.set_ylabel("validation NDCG@10 (full ranking)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -252,6 +314,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows = list(merged.values())
         text = table(rows)
         write(args.name, {"runs": rows}, text, args.out)
+        plot_curves(rows, args.out / "time_to_quality.png")
         print(text)
         return rows
     rows = []
