@@ -70,7 +70,8 @@ def data_path(config: Path) -> str | None:
     return None
 
 
-def run_one(name: str, minutes: float, seed: int, out_dir: Path, extra: list[str] | None = None) -> dict | None:
+def run_one(name: str, minutes: float, seed: int, out_dir: Path, extra: list[str] | None = None,
+            folder: str | None = None) -> dict | None:
     from seqrec.cli import run
 
     base, overrides = VARIANTS.get(name, (name, []))
@@ -83,7 +84,7 @@ def run_one(name: str, minutes: float, seed: int, out_dir: Path, extra: list[str
     except FileNotFoundError as e:
         print(f"skipping {name}: {e}")
         return None
-    root = out_dir / "runs" / f"{name}_seed{seed}"
+    root = out_dir / "runs" / (folder or f"{name}_seed{seed}")
     hh, mm = divmod(int(minutes), 60)
     start = time.perf_counter()
     loggers = json.dumps([
@@ -115,6 +116,7 @@ def run_one(name: str, minutes: float, seed: int, out_dir: Path, extra: list[str
         "curve": [{"epoch": e, "seconds": t, "val_ndcg@10": v} for e, t, v in clock.curve],
         "test": cli.model.results.get("test", {}),
         "val": cli.model.results.get("val", {}),
+        "run_folder": str(root),
     }
 
 

@@ -39,6 +39,17 @@ def arm_name(row: dict) -> str:
     return f"features, ID dropout {dropout[0]}" if dropout else "ids"
 
 
+def attach_margins(row: dict, folder: str | None = None) -> dict:
+    """The test report's paired margins on cold targets (model minus each new-item baseline, bootstrap
+    interval over users), from the run's ``test_results.json``."""
+    path = Path(folder or row["run_folder"]) / "test_results.json"
+    if path.exists():
+        cold = json.loads(path.read_text()).get("cold_start")
+        if cold:
+            row["cold_margins"] = cold
+    return row
+
+
 def table(rows: list[dict]) -> str:
     lines = ["# Cold start on S3-Rec Beauty (leave-one-out, test split, full ranking; 10% of the items withheld)", "",
              "Cold: test targets among the withheld items (never in any training sequence; still in the histories "
@@ -76,6 +87,22 @@ def table(rows: list[dict]) -> str:
         lines += ["", f"Warm targets: features / ids = **{warm:.3f}** of the ID-only model's NDCG@10. Cold targets: "
                   f"the feature model's NDCG@10 is **{cold:.2f}x** the better new-item baseline; the ID-only model "
                   f"trained with those items' IDs gets {mean(i, 'cold/ndcg@10'):.4f}."]
+    margins = [r for r in rows if r.get("cold_margins", {}).get("margins")]
+    if margins:
+        lines += ["", "Cold targets, per run: the model's NDCG@10 minus each new-item baseline's on the same users "
+                  "(95% bootstrap interval over users, sign-flip p-value; `seqrec evaluate` prints the same from the "
+                  "run folder):", "",
+                  "| arm | seed | cold users | baseline | model | baseline NDCG@10 | difference | 95% interval | ratio | p |",
+                  "|---|---|---:|---|---:|---:|---:|---|---:|---:|"]
+        for r in margins:
+            for name, m in r["cold_margins"]["margins"].items():
+                if not name.endswith("ndcg@10"):
+                    continue
+                d = m["difference"]
+                p = "< 0.001" if m["p_value"] < 0.001 else f"{m['p_value']:.3f}"
+                lines.append(f"| {arm_name(r)} | {r['seed']} | {r['cold_margins']['users']} | {name.split('/')[0]} | "
+                             f"{m['model']:.4f} | {m['baseline']:.4f} | {d['mean']:+.4f} | [{d['low']:+.4f}, "
+                             f"{d['high']:+.4f}] | {m['ratio']:.2f} | {p} |")
     lines += ["", "Commands:", ""] + [f"    {r['command']}" for r in rows]
     return "\n".join(lines)
 
@@ -97,9 +124,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for seed in args.seeds:
             for arm in args.arms:
                 overrides = [o.replace("id_dropout=0.5", f"id_dropout={args.id_dropout:g}") for o in ARMS[arm]]
-                r = run_one(CONFIG, args.minutes, seed, args.out, overrides)
+                folder = f"cold_start_{arm}" + (f"_d{args.id_dropout:g}" if arm != "ids" else "") + f"_seed{seed}"
+                r = run_one(CONFIG, args.minutes, seed, args.out, overrides, folder=folder)
                 if r is None:
                     continue
+                attach_margins(r)
                 r["command"] = (f"SEQREC_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python -m benchmarks.cold_start "
                                 f"--arms {arm} --seeds {seed} --minutes {args.minutes:g} --name {args.name}"
                                 + (f" --id-dropout {args.id_dropout:g}" if arm != "ids" else ""))

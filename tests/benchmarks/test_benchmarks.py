@@ -328,6 +328,30 @@ def test_cold_start_table_compares_the_best_validation_feature_arm(tmp_path) -> 
     text = cold_start.table(rows)
     assert "Compared: features, ID dropout 0.2" in text  # the better validation, not the better cold test
     assert "**0.950** of the ID-only model" in text and "**2.00x** the better new-item baseline" in text
+    assert "Cold targets, per run" not in text  # no run recorded its paired margins
+    run = tmp_path / "run"
+    run.mkdir()
+    margin = {"baseline": 0.01, "model": 0.02, "difference": {"mean": 0.01, "low": 0.004, "high": 0.016},
+              "p_value": 0.0005, "ratio": 2.0}
+    (run / "test_results.json").write_text(json.dumps({"cold_start": {"users": 321, "margins": {
+        "feature_knn/ndcg@10": margin, "feature_knn/hr@10": margin}}}))
+    cold_start.attach_margins(rows[1], str(run))
+    text = cold_start.table(rows)
+    assert "| features, ID dropout 0.2 | 42 | 321 | feature_knn | 0.0200 | 0.0100 | +0.0100 | [+0.0040, +0.0160] | " \
+           "2.00 | < 0.001 |" in text
+
+
+def test_accuracy_time_to_quality_reads_each_curve_at_fixed_training_times() -> None:
+    from benchmarks import accuracy
+
+    curve = [{"epoch": 2, "seconds": 200, "val_ndcg@10": 0.02}, {"epoch": 4, "seconds": 500, "val_ndcg@10": 0.04},
+             {"epoch": 6, "seconds": 1000, "val_ndcg@10": 0.035}]
+    assert accuracy.best_by(curve, 2) is None and accuracy.best_by(curve, 5) == 0.02
+    assert accuracy.best_by(curve, 10) == 0.04 and accuracy.best_by(curve, 30) == 0.04  # the best so far
+    runs = {"a": [{"curve": curve, "train_seconds": 1000}, {"curve": [{"epoch": 1, "seconds": 100, "val_ndcg@10": 0.06}],
+                                                           "train_seconds": 100}]}
+    lines = accuracy.time_to_quality(runs)
+    assert "| a | 2 | 0.0400 | 0.0500 | 0.0500 | 0.0500 | 17 |" in lines  # means over the seeds there by then
 
 
 def test_bootstrap_benchmark_runs_and_both_intervals_agree(tmp_path) -> None:

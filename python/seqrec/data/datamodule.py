@@ -117,7 +117,8 @@ class SeqRecDataModule(pl.LightningDataModule):
         training entirely: their interactions leave the training sequences, while they stay validation and
         test targets and inputs of the histories evaluated. Validation and test then also report every metric
         on ``warm/`` and ``cold/`` targets apart. A model scores cold items from their features
-        (``model.feature_sides both``); their ID embeddings are never trained.
+        (``model.feature_sides both``); their ID embeddings are never trained, and no training loss draws
+        them as negatives (as new listings, they do not exist yet while the model trains).
     withhold_cold : bool
         False: the ``cold_items`` are chosen and reported apart as usual but stay in training, which gives
         the reference a cold-start result is compared with (the same targets, trained with their IDs).
