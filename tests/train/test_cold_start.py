@@ -128,11 +128,11 @@ def test_new_items_from_features_reach_half_of_the_same_items_trained_with_ids(f
     dm = data(features)
     r = fit_test(dm, model(dm, features=True), epochs=8)
     cold = r["test/cold/ndcg@10"]
-    # Measured 0.099 against 0.045 (kNN of the recent items' features) and 0.015 (attribute popularity).
+    # Measured 0.126 against 0.045 (kNN of the recent items' features) and 0.015 (attribute popularity).
     assert cold > 1.5 * max(r["test/feature_knn/cold/ndcg@10"], r["test/feature_popularity/cold/ndcg@10"]), r
     ref_dm = data(None, withhold=False)
     r_ref = fit_test(ref_dm, model(ref_dm, features=False), epochs=8)
     reference = r_ref["test/cold/ndcg@10"]
     assert reference > 0.05, reference  # the ID model does rank these items
-    assert cold >= 0.5 * reference, (cold, reference)  # measured 0.099 against 0.153: 0.65
-    assert r["test/warm/ndcg@10"] >= 0.98 * r_ref["test/warm/ndcg@10"]  # warm targets lose nothing (0.267, 0.258)
+    assert cold >= 0.5 * reference, (cold, reference)  # measured 0.126 against 0.153: 0.82
+    assert r["test/warm/ndcg@10"] >= 0.98 * r_ref["test/warm/ndcg@10"]  # warm targets lose nothing (0.265, 0.258)
