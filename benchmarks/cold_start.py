@@ -28,6 +28,9 @@ ARMS = {
     "features": [f"--data.item_features={ATTRIBUTES}", "--data.cold_items=0.1", "--model.feature_sides=both",
                  "--model.id_dropout=0.5"],
     "ids": ["--data.cold_items=0.1", "--data.withhold_cold=false"],
+    # The ID-only model under the same withholding: the same training data as the features arm; the withheld
+    # items' IDs are never trained, so it can place them nowhere.
+    "ids_withheld": ["--data.cold_items=0.1"],
 }
 SHOWN = [("ndcg@10", "model"), ("popularity/", "popularity"), ("feature_popularity/", "attribute popularity"),
          ("feature_knn/", "feature kNN of recent items")]
@@ -36,7 +39,9 @@ SHOWN = [("ndcg@10", "model"), ("popularity/", "popularity"), ("feature_populari
 def arm_name(row: dict) -> str:
     """The arm of a stored run, from the overrides it ran with."""
     dropout = [o.split("=", 1)[1] for o in row["overrides"] if o.startswith("--model.id_dropout=")]
-    return f"features, ID dropout {dropout[0]}" if dropout else "ids"
+    if dropout:
+        return f"features, ID dropout {dropout[0]}"
+    return "ids" if "--data.withhold_cold=false" in row["overrides"] else "ids, same items withheld"
 
 
 def attach_margins(row: dict, folder: str | None = None) -> dict:
@@ -93,6 +98,12 @@ def table(rows: list[dict]) -> str:
         lines += ["", f"Warm targets: features / ids = **{warm:.3f}** of the ID-only model's NDCG@10. Cold targets: "
                   f"the feature model's NDCG@10 is **{cold:.2f}x** the better new-item baseline; the ID-only model "
                   f"trained with those items' IDs gets {mean(i, 'cold/ndcg@10'):.4f}."]
+        same = by_arm.get("ids, same items withheld")
+        if same:
+            lines += ["", f"On the same training data (the ID-only model with the same items withheld, seeds "
+                      f"{', '.join(str(r['seed']) for r in same)}): features / ids = "
+                      f"**{mean(f, 'warm/ndcg@10') / mean(same, 'warm/ndcg@10'):.3f}** on warm targets; its cold "
+                      f"NDCG@10 is {mean(same, 'cold/ndcg@10'):.4f}."]
         knn = [r["cold_margins"]["margins"]["feature_knn/ndcg@10"] for r in f
                if "feature_knn/ndcg@10" in r.get("cold_margins", {}).get("margins", {})]
         if knn:
@@ -115,7 +126,7 @@ def table(rows: list[dict]) -> str:
                 p = "< 0.001" if m["p_value"] < 0.001 else f"{m['p_value']:.3f}"
                 lines.append(f"| {arm_name(r)} | {r['seed']} | {r['cold_margins']['users']} | {name.split('/')[0]} | "
                              f"{m['model']:.4f} | {m['baseline']:.4f} | {d['mean']:+.4f} | [{d['low']:+.4f}, "
-                             f"{d['high']:+.4f}] | {m['ratio']:.2f} | {p} |")
+                             f"{d['high']:+.4f}] | {m['ratio']:.2f} | {p} |".replace("| inf |", "| – |"))
     lines += ["", "Commands:", ""] + [f"    {r['command']}" for r in rows]
     return "\n".join(lines)
 
@@ -137,14 +148,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for seed in args.seeds:
             for arm in args.arms:
                 overrides = [o.replace("id_dropout=0.5", f"id_dropout={args.id_dropout:g}") for o in ARMS[arm]]
-                folder = f"cold_start_{arm}" + (f"_d{args.id_dropout:g}" if arm != "ids" else "") + f"_seed{seed}"
+                folder = f"cold_start_{arm}" + (f"_d{args.id_dropout:g}" if arm == "features" else "") + f"_seed{seed}"
                 r = run_one(CONFIG, args.minutes, seed, args.out, overrides, folder=folder)
                 if r is None:
                     continue
                 attach_margins(r)
                 r["command"] = (f"SEQREC_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python -m benchmarks.cold_start "
                                 f"--arms {arm} --seeds {seed} --minutes {args.minutes:g} --name {args.name}"
-                                + (f" --id-dropout {args.id_dropout:g}" if arm != "ids" else ""))
+                                + (f" --id-dropout {args.id_dropout:g}" if arm == "features" else ""))
                 rows.append(r)
     write(args.name, {"rows": rows}, table(rows), args.out)
     print(table(rows))

@@ -340,6 +340,8 @@ def test_cold_start_table_compares_the_best_validation_feature_arm(tmp_path) -> 
     assert "| features, ID dropout 0.2 | 42 | 321 | feature_knn | 0.0200 | 0.0100 | +0.0100 | [+0.0040, +0.0160] | " \
            "2.00 | < 0.001 |" in text
     assert "lies above 0 in **1 of 1** runs of features, ID dropout 0.2 (mean difference +0.0100)" in text
+    rows.append(row(cold_start.ARMS["ids_withheld"], 0.05, 0.08, 0.0, 0.0))
+    assert "the same items withheld, seeds 42): features / ids = **1.188** on warm targets" in cold_start.table(rows)
 
 
 def test_accuracy_time_to_quality_reads_each_curve_at_fixed_training_times() -> None:
