@@ -40,8 +40,12 @@ CHECKS: dict[str, tuple[bool, float]] = {
     # one block shorter than the shared machine's slow spells. Interleaved with numpy's (batching.TrainingEpoch),
     # five idle runs here gave 12.2-12.5 and a 1.5x engine slowdown 0.67-0.68 of them. 0.75 passes every
     # unslowed run and fails every 1.5x one (tests/benchmarks: test_speed_gate_fails_on_an_injected_engine_
-    # slowdown); a 1.3x slowdown (about 0.78) is inside what two machines may disagree by.
-    "batching.epoch_vs_numpy": (True, 0.75),
+    # slowdown); a 1.3x slowdown (about 0.78) is inside what two machines may disagree by. A later machine
+    # of the same kind measured 7.5-10.7 idle, at this commit and at the last one that landed alike (0.59-0.84
+    # of the baseline): the ratio itself differs between machines by that much. Hence 0.55: an unslowed run
+    # passes on both, and a 2x slowdown (about 0.5 on either) fails (the test injects 2x); a 1.5x one is
+    # caught on the faster machine only.
+    "batching.epoch_vs_numpy": (True, 0.55),
     "training.seqrec_vs_original": (True, 0.5),
     "training.sasrec_tokens_per_gflop": (True, 0.5),
     "training.bert4rec_tokens_per_gflop": (True, 0.5),
