@@ -37,11 +37,17 @@ SHOWN = [("ndcg@10", "model"), ("popularity/", "popularity"), ("feature_populari
 
 
 def arm_name(row: dict) -> str:
-    """The arm of a stored run, from the overrides it ran with."""
-    dropout = [o.split("=", 1)[1] for o in row["overrides"] if o.startswith("--model.id_dropout=")]
+    """The arm of a stored run, from the overrides it ran with (those beyond the arm's own are named too)."""
+    overrides = row["overrides"]
+    dropout = [o.split("=", 1)[1] for o in overrides if o.startswith("--model.id_dropout=")]
     if dropout:
-        return f"features, ID dropout {dropout[0]}"
-    return "ids" if "--data.withhold_cold=false" in row["overrides"] else "ids, same items withheld"
+        name = f"features, ID dropout {dropout[0]}"
+        own = ARMS["features"]
+    else:
+        withheld = "--data.withhold_cold=false" not in overrides
+        name, own = ("ids, same items withheld", ARMS["ids_withheld"]) if withheld else ("ids", ARMS["ids"])
+    extra = [o.lstrip("-") for o in overrides if o not in own and not o.startswith("--model.id_dropout=")]
+    return ", ".join([name, *extra])
 
 
 def attach_margins(row: dict, folder: str | None = None) -> dict:
@@ -137,6 +143,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--seeds", type=int, nargs="+", default=[42])
     p.add_argument("--minutes", type=float, default=12.0, help="training budget per run")
     p.add_argument("--id-dropout", type=float, default=0.5, help="model.id_dropout of the features arm")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="extra overrides for every run (e.g. model.unknown_id=learned), recorded in each row")
     p.add_argument("--merge", nargs="+", default=None, metavar="NAME", help="result files to merge into one table")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--name", default="cold_start")
@@ -148,14 +156,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for seed in args.seeds:
             for arm in args.arms:
                 overrides = [o.replace("id_dropout=0.5", f"id_dropout={args.id_dropout:g}") for o in ARMS[arm]]
-                folder = f"cold_start_{arm}" + (f"_d{args.id_dropout:g}" if arm == "features" else "") + f"_seed{seed}"
+                overrides += [f"--{kv}" for kv in args.set]
+                folder = (f"cold_start_{arm}" + (f"_d{args.id_dropout:g}" if arm == "features" else "")
+                          + "".join(f"_{kv.rsplit('.', 1)[-1]}" for kv in args.set) + f"_seed{seed}")
                 r = run_one(CONFIG, args.minutes, seed, args.out, overrides, folder=folder)
                 if r is None:
                     continue
                 attach_margins(r)
                 r["command"] = (f"SEQREC_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python -m benchmarks.cold_start "
                                 f"--arms {arm} --seeds {seed} --minutes {args.minutes:g} --name {args.name}"
-                                + (f" --id-dropout {args.id_dropout:g}" if arm == "features" else ""))
+                                + (f" --id-dropout {args.id_dropout:g}" if arm == "features" else "")
+                                + (f" --set {' '.join(args.set)}" if args.set else ""))
                 rows.append(r)
     write(args.name, {"rows": rows}, table(rows), args.out)
     print(table(rows))

@@ -114,3 +114,30 @@ def test_item_encoder_sums_its_projections_and_adds_rows_of_new_items() -> None:
     assert enc.id_weight(torch.tensor([1, 4])).flatten().tolist() == [1.0, 0.0]
     with pytest.raises(ValueError, match="vectors"):
         enc.add_rows(None, None, None, torch.randn(1, 4), 1)
+
+
+def test_unknown_ids_get_the_learned_stand_in_and_known_ones_do_not() -> None:
+    from seqrec.models.item_encoder import ItemEncoder
+
+    torch.manual_seed(0)
+    enc = ItemEncoder(rows=4, hidden_size=8, num_attributes=3, max_attributes=2, unknown_id="learned")
+    enc.set_features(attributes=torch.tensor([[0, 0], [1, 2], [3, 0], [1, 0]]))
+    enc.set_unknown_ids(torch.tensor([3]))
+    with torch.no_grad():
+        enc.unknown.copy_(torch.randn(8))
+    items = torch.tensor([0, 1, 3])
+    ids = torch.randn(3, 8)
+    out = enc.combine(ids, items)
+    feats = enc.features(items)
+    torch.testing.assert_close(out[0], torch.zeros(8))  # padding: no ID, no stand-in, no features
+    torch.testing.assert_close(out[1], ids[1] + feats[1])  # a known item: its own ID
+    torch.testing.assert_close(out[2], enc.unknown + feats[2])  # an unknown one: the stand-in, not its ID row
+    # The stand-in is trained by the occurrences whose ID training drops.
+    enc.train()
+    enc.id_dropout = 0.5
+    enc.combine(torch.randn(64, 8), torch.full((64,), 1)).sum().backward()
+    assert enc.unknown.grad is not None and enc.unknown.grad.abs().sum() > 0
+    zero = ItemEncoder(rows=4, hidden_size=8, num_attributes=3, max_attributes=2)
+    assert zero.unknown is None
+    with pytest.raises(ValueError, match="unknown_id"):
+        ItemEncoder(rows=4, hidden_size=8, unknown_id="mean")

@@ -10,6 +10,13 @@ features, and a new item's vector is linear in what is known of it, so no hidden
 and during training is dropped to 0 with probability ``id_dropout`` per occurrence, so that the feature path
 learns to stand alone (ID dropout; without it the ID embeddings carry everything and features learn little).
 The same vectors are the input embeddings and the scoring table.
+
+With ``unknown_id="learned"`` an item without its ID gets one learned vector in the ID's place instead of
+zero. Zero is not a neutral place: the ID embeddings of the items a user is likely to want point along the
+user's query, so an item whose ID part is zero scores below every relevant item with the same features, and
+the only way for training to lift it is to lift the features of all those items too. A shared stand-in
+learns where an item of unknown identity belongs (the DropoutNet idea of a default embedding), which moves
+the withheld and the new items as a group and leaves the known ones where they are.
 """
 
 from __future__ import annotations
@@ -35,13 +42,18 @@ class ItemEncoder(nn.Module):
         Width of the precomputed dense vectors per item (0: none).
     id_dropout : float
         Training-time probability that an occurrence of an item uses its features alone.
+    unknown_id : str
+        What stands in for the ID embedding of an item without one: ``zero``, or ``learned`` (one vector
+        shared by every such item, learned from the ID-dropped occurrences).
     """
 
     def __init__(self, rows: int, hidden_size: int, num_attributes: int = 0, max_attributes: int = 0,
-                 num_numeric: int = 0, vector_dim: int = 0, id_dropout: float = 0.0):
+                 num_numeric: int = 0, vector_dim: int = 0, id_dropout: float = 0.0, unknown_id: str = "zero"):
         super().__init__()
         if not 0.0 <= id_dropout < 1.0:
             raise ValueError(f"id_dropout must lie in [0, 1), got {id_dropout}")
+        if unknown_id not in ("zero", "learned"):
+            raise ValueError(f"unknown_id must be 'zero' or 'learned', got {unknown_id!r}")
         if num_attributes and max_attributes < 1:
             raise ValueError(f"max_attributes must be positive with attributes, got {max_attributes}")
         self.id_dropout = id_dropout
@@ -49,6 +61,7 @@ class ItemEncoder(nn.Module):
         # Values and present flags: a missing value (normalised to 0) is told apart from a mean one.
         self.numeric = nn.Linear(2 * num_numeric, hidden_size, bias=False) if num_numeric else None
         self.vector = nn.Linear(vector_dim, hidden_size, bias=False) if vector_dim else None
+        self.unknown = nn.Parameter(torch.zeros(hidden_size)) if unknown_id == "learned" else None
         # Saved with the checkpoint, so a loaded model needs no feature file.
         self.register_buffer("attributes", torch.zeros(rows, max(max_attributes, 1) if num_attributes else 0,
                                                        dtype=torch.long))
@@ -103,6 +116,16 @@ class ItemEncoder(nn.Module):
         if self.training and self.id_dropout > 0:
             w = w & (torch.rand(items.shape, device=items.device) >= self.id_dropout)
         return w.unsqueeze(-1).to(torch.get_default_dtype())
+
+    def combine(self, ids: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """ID embeddings (items' shape + (D,)) of ``items`` -> their vectors: the ID (or its stand-in where the
+        ID is unknown or dropped) plus the features. Padding (item 0) gets no stand-in."""
+        w = self.id_weight(items)
+        out = ids * w
+        if self.unknown is not None:
+            out = out + (1 - w) * (items != 0).unsqueeze(-1) * self.unknown
+        feats = self.features(items)
+        return out if feats is None else out + feats
 
     def add_rows(self, attributes: torch.Tensor | None, numeric_values: torch.Tensor | None,
                  numeric_present: torch.Tensor | None, vectors: torch.Tensor | None, count: int) -> None:

@@ -210,6 +210,7 @@ class ModelConfig:
     num_numeric: int = 0  # numeric features per item (feature_sides "both")
     vector_dim: int = 0  # width of precomputed item vectors (feature_sides "both")
     id_dropout: float = 0.0  # training-time probability that an item occurrence uses its features alone
+    unknown_id: str = "zero"  # in place of a missing ID embedding: "zero" or "learned" (one shared vector)
 
 
 class NextItemModel(nn.Module):
@@ -257,7 +258,7 @@ class NextItemModel(nn.Module):
         if config.feature_sides == "both":
             self.item_encoder = ItemEncoder(config.num_items + 1 + self.extra_tokens, config.hidden_size,
                                             config.num_attributes, config.max_attributes, config.num_numeric,
-                                            config.vector_dim, config.id_dropout)
+                                            config.vector_dim, config.id_dropout, config.unknown_id)
         self.attribute_emb: nn.Embedding | None = None
         if config.num_attributes > 0 and self.item_encoder is None:
             if config.max_attributes < 1:
@@ -321,19 +322,12 @@ class NextItemModel(nn.Module):
         if self.item_encoder is None:
             return self.encoder(seq, self.side_embeddings(seq, time_buckets))
         ids = self.encoder.item_emb(self._known_rows(seq, self.encoder.item_emb))  # (B, L, D)
-        items = self._with_features(ids, seq)
+        items = self.item_encoder.combine(ids, seq)
         return self.encoder(seq, self.side_embeddings(seq, time_buckets), items=items)
 
     def _known_rows(self, items: torch.Tensor, table: nn.Embedding) -> torch.Tensor:
         # Items added at inference lie beyond the trained ID table: they look up padding (weighted 0 anyway).
         return torch.where(items < table.num_embeddings, items, torch.zeros_like(items))
-
-    def _with_features(self, ids: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """ID embeddings of ``items`` -> their ItemEncoder vectors: w * ID + features."""
-        assert self.item_encoder is not None
-        out = ids * self.item_encoder.id_weight(items)
-        feats = self.item_encoder.features(items)
-        return out if feats is None else out + feats
 
     def query(self, inputs: torch.Tensor, time_inputs: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L) left-padded histories (and their time buckets) -> (B, D): what scores each user's next item.
@@ -374,7 +368,7 @@ class NextItemModel(nn.Module):
         if self.item_encoder is None:
             return F.embedding(items, table.weight, sparse=self.config.sparse_embeddings)
         ids = F.embedding(self._known_rows(items, table), table.weight, sparse=self.config.sparse_embeddings)
-        return self._with_features(ids, items)
+        return self.item_encoder.combine(ids, items)
 
     def score_items(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Scores of given items: hidden (B, L, D) with items (B, L) or (B, L|1, K) -> items' shape (broadcast)."""

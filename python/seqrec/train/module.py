@@ -106,6 +106,10 @@ class SeqRecModule(pl.LightningModule):
     id_dropout : float
         With ``feature_sides both``: training-time probability that an item occurrence drops its ID
         embedding and uses its features alone (so the feature path learns to stand alone).
+    unknown_id : str
+        With ``feature_sides both``: what stands in for the ID embedding of an item without one (never
+        trained, added at inference, or dropped by ``id_dropout``): ``zero``, or ``learned``, one vector shared
+        by all such items, so that they are placed among the known items rather than below them.
     num_numeric : int
         Numeric features per item (``data.item_features``); linked from the data module.
     vector_dim : int
@@ -157,6 +161,7 @@ class SeqRecModule(pl.LightningModule):
         max_attributes: int = 0,
         feature_sides: Literal["input", "both"] = "input",
         id_dropout: float = 0.0,
+        unknown_id: Literal["zero", "learned"] = "zero",
         num_numeric: int = 0,
         vector_dim: int = 0,
         num_time_buckets: int = 0,
@@ -212,6 +217,7 @@ class SeqRecModule(pl.LightningModule):
             num_numeric=num_numeric,
             vector_dim=vector_dim,
             id_dropout=id_dropout,
+            unknown_id=unknown_id,
         )
         self.model = BERT4Rec(config) if architecture == "bert4rec" else SASRec(config)
         self.loss_name = loss
