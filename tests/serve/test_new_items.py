@@ -99,6 +99,19 @@ def test_predict_scores_the_new_items_beside_the_trained_ones(trained, tmp_path,
     assert got["item_id"] == [str(i) for i in expected["item_id"].tolist()]
     np.testing.assert_allclose(got["score"], expected["score"], rtol=1e-4, atol=1e-5)
     assert {f"new-{COPIED[0]}", f"new-{COPIED[1]}"} <= set(got["item_id"])  # the new ones come out
+    # With a boost from the command line, predict ranks as the boosted Recommender does.
+    run(["predict", f"--ckpt_path={ckpt}", f"--predict_new_items={new}", "--model.new_item_boost=3.0",
+         "--predict_k=4", "--predict_output=boosted.csv", *quiet])
+    got = pacsv.read_csv(tmp_path / "boosted.csv", convert_options=pacsv.ConvertOptions(
+        column_types={"item_id": pa.string(), "user_id": pa.string()})).to_pydict()
+    rec = Recommender.from_checkpoint(ckpt, new_item_boost=3.0)
+    rec.add_items(new)
+    expected = rec.recommend(k=4)
+    assert got["item_id"] == [str(i) for i in expected["item_id"].tolist()]
+    np.testing.assert_allclose(got["score"], expected["score"], rtol=1e-4, atol=1e-5)
+    plain = Recommender.from_checkpoint(ckpt)
+    plain.add_items(new)
+    assert got["item_id"] != [str(i) for i in plain.recommend(k=4)["item_id"].tolist()]  # the boost told
     # Without the file, the allow-list names items the model does not know: one clear error, before loading.
     with pytest.raises(Exception, match="new-3"):
         run(["predict", f"--ckpt_path={ckpt}", f"--predict_allow={allow}", "--predict_output=r2.csv", *quiet])
@@ -138,3 +151,27 @@ def test_a_model_without_features_refuses_new_items(tmp_path, tiny) -> None:
     rec = Recommender.from_checkpoint(cli.trainer.checkpoint_callback.best_model_path)
     with pytest.raises(ValueError, match="feature_sides both"):
         rec.add_items(tmp_path / "whatever.csv")
+
+
+def test_a_new_item_boost_lifts_new_items_in_recommendations_and_embeddings_alike(trained) -> None:
+    ckpt, new, _ = trained
+    plain = Recommender.from_checkpoint(ckpt)
+    boosted = Recommender.from_checkpoint(ckpt, new_item_boost=50.0)
+    for rec in (plain, boosted):
+        rec.add_items(new)
+    history = [str(i) for i in plain.histories.raw_item_ids[plain.histories.sequence(4)][-6:].tolist()]
+    top_plain = plain.recommend_sequences([history], k=3)
+    top_boosted = boosted.recommend_sequences([history], k=3)
+    assert sorted(top_boosted["item_id"].tolist()) == sorted(f"new-{c}" for c in COPIED)  # lifted above all
+    assert not set(top_plain["item_id"]) >= set(top_boosted["item_id"])
+    # The boost is one more coordinate: known items 0, new ones the boost; the query's is 1. Their products
+    # are the recommendation scores, so an exported table and an HNSW index rank as recommend does.
+    table, base = boosted.item_embeddings(), plain.item_embeddings()
+    assert table.shape == (base.shape[0], base.shape[1] + 1)
+    np.testing.assert_allclose(table[:, :-1], base, rtol=1e-5, atol=1e-6)
+    assert table[:-3, -1].tolist() == [0.0] * (base.shape[0] - 3) and table[-3:, -1].tolist() == [50.0] * 3
+    _, users = boosted.user_embeddings([boosted.histories.raw_user_ids[0]])
+    assert users.shape[1] == table.shape[1] and np.allclose(users[:, -1], 1.0)
+    scores = np.sort(users @ table.T, axis=1)[:, ::-1][:, :3]
+    first = boosted.recommend([boosted.histories.raw_user_ids[0]], k=3, exclude_seen=False)
+    np.testing.assert_allclose(first["score"], scores[0], rtol=1e-4)

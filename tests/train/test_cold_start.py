@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -136,3 +138,47 @@ def test_new_items_from_features_reach_half_of_the_same_items_trained_with_ids(f
     assert reference > 0.05, reference  # the ID model does rank these items
     assert cold >= 0.5 * reference, (cold, reference)  # measured 0.126 against 0.153: 0.82
     assert r["test/warm/ndcg@10"] >= 0.98 * r_ref["test/warm/ndcg@10"]  # warm targets lose nothing (0.265, 0.258)
+
+
+@pytest.mark.parametrize("loss, extra", [("ce", {}), ("sampled_softmax", {"negative_pool": 128, "pool_in_batch": True})])
+def test_the_feature_loss_adds_the_loss_of_items_scored_from_features_alone(features, loss, extra) -> None:
+    dm = SeqRecDataModule(synthetic=SPEC, max_len=30, batch_size=64, task="sasrec", negatives="uniform",
+                          item_features=features, cold_items=0.1, seed=3, **extra)
+    dm.setup("fit")
+
+    def module(weight: float) -> SeqRecModule:
+        torch.manual_seed(0)
+        m = SeqRecModule(architecture="sasrec", num_items=dm.num_items, max_len=30, hidden_size=16, num_blocks=1,
+                         loss=loss, num_attributes=dm.num_attributes, max_attributes=dm.max_attributes,
+                         num_numeric=dm.num_numeric, feature_sides="both", unknown_id="learned",
+                         feature_loss=weight)
+        m.attach_dataset(dm.info)
+        m.eval()  # no dropout: the same batch gives the same loss
+        m.log = lambda *a, **k: None  # type: ignore[method-assign]  # no trainer to log to
+        return m
+
+    batch = next(iter(dm.train_dataloader()))
+    plain, weighted = module(0.0), module(0.5)
+    base = plain.training_step(batch, 0)
+    # By hand: the same histories (IDs kept), every scored item's ID replaced by the stand-in.
+    hidden = plain.model(batch["inputs"])
+    mask = batch["targets"] != 0
+    with plain.model.item_encoder.features_only():
+        alone = plain._loss(batch, hidden, mask)
+    scale = batch["loss_scale"] if "loss_scale" in batch else 1 / mask.sum()
+    assert weighted.training_step(batch, 0).item() == pytest.approx((base + 0.5 * alone * scale).item(), rel=1e-5)
+    ids = plain._loss(batch, hidden, mask)
+    assert alone.item() != pytest.approx(ids.item(), rel=1e-3)  # the IDs were off for the second loss
+    assert plain.model.item_encoder.id_weight(torch.tensor([1])).item() == 1.0  # and back on after it
+    # The second loss reaches the ID table only through the histories: rows of items scored but never in
+    # an input get no gradient from it, and do from the main loss.
+    outside = ~torch.isin(torch.arange(dm.num_items + 1), batch["inputs"])
+    for ids_off, expect_zero in ((True, True), (False, False)):
+        weighted.zero_grad()
+        with weighted.model.item_encoder.features_only() if ids_off else contextlib.nullcontext():
+            weighted._loss(batch, weighted.model(batch["inputs"]), mask).backward()
+        grad = weighted.model.encoder.item_emb.weight.grad[outside].abs().sum().item()
+        assert (grad == 0) == expect_zero, (ids_off, grad)
+        assert weighted.model.item_encoder.attribute_emb.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="feature_loss"):
+        SeqRecModule(num_items=10, feature_loss=1.0)  # the item encoder is needed

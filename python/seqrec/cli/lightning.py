@@ -88,7 +88,14 @@ class SeqRecCLI(LightningCLI):
             parser.set_defaults(return_predictions=False)
         return parser
 
+    # Model options that only change inference: given on the command line they replace the checkpoint's value
+    # under --ckpt_path (LightningCLI otherwise lets the checkpoint's hyperparameters win over model.*).
+    INFERENCE_OPTIONS = ("new_item_boost",)
+
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        raw = sys.argv[1:] if args is None else args
+        self._given_inference = {k for k in self.INFERENCE_OPTIONS
+                                 if isinstance(raw, list) and any(str(a).startswith(f"--model.{k}") for a in raw)}
         super().parse_arguments(parser, args)
         # With --ckpt_path, the data module the checkpoint was trained with is the default: the stored source
         # and data arguments. The config and the command line still override any of them, so they are
@@ -137,6 +144,8 @@ class SeqRecCLI(LightningCLI):
         # torch's page-long unpickling advice without naming the file.
         from seqrec.train.checkpoint_io import unreadable
 
+        sub = self.config.get("subcommand")
+        given = {k: self.config[sub]["model"][k] for k in getattr(self, "_given_inference", ())} if sub else {}
         try:
             super()._parse_ckpt_path()
         except (SystemExit, FileNotFoundError):
@@ -144,6 +153,8 @@ class SeqRecCLI(LightningCLI):
         except Exception as e:
             path = self.config[self.config.subcommand].get("ckpt_path")
             raise unreadable(path, e) from None
+        for key, value in given.items():
+            self.config[sub]["model"][key] = value
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config

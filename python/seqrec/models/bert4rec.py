@@ -26,9 +26,9 @@ class BERT4Rec(NextItemModel):
         # The engine's rule (seqrec-core's Task::default_mask_token); tests check the two agree.
         return self.config.num_items + 1
 
-    def query(self, inputs: torch.Tensor, time_inputs: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, L) histories -> (B, D): the hidden state of a mask appended after each history."""
-        return self(self.with_mask_appended(inputs), time_inputs)[:, -1]
+    def query_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(B, L) histories -> (B, L): a mask appended after each, whose hidden state is the query."""
+        return self.with_mask_appended(inputs)
 
     def with_mask_appended(self, inputs: torch.Tensor) -> torch.Tensor:
         """(B, L) left-padded histories -> (B, L): the last L - 1 items, then the mask token."""

@@ -21,6 +21,9 @@ the withheld and the new items as a group and leaves the known ones where they a
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import torch
 import torch.nn as nn
 
@@ -71,6 +74,7 @@ class ItemEncoder(nn.Module):
         known = torch.ones(rows, dtype=torch.bool)
         known[0] = False  # padding has no vector at all
         self.register_buffer("id_known", known)
+        self._ids_off = False  # features_only(): every item as one never trained
 
     @property
     def has_features(self) -> bool:
@@ -112,10 +116,21 @@ class ItemEncoder(nn.Module):
 
     def id_weight(self, items: torch.Tensor) -> torch.Tensor:
         """items' shape + (1,): 1 where the item's ID embedding counts, 0 where its features stand alone."""
+        if self._ids_off:
+            return torch.zeros(*items.shape, 1, device=items.device)
         w = self.id_known[items]
         if self.training and self.id_dropout > 0:
             w = w & (torch.rand(items.shape, device=items.device) >= self.id_dropout)
         return w.unsqueeze(-1).to(torch.get_default_dtype())
+
+    @contextmanager
+    def features_only(self) -> Iterator[None]:
+        """Within the block every item is encoded as if its ID were unknown: features and the stand-in."""
+        self._ids_off = True
+        try:
+            yield
+        finally:
+            self._ids_off = False
 
     def combine(self, ids: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """ID embeddings (items' shape + (D,)) of ``items`` -> their vectors: the ID (or its stand-in where the

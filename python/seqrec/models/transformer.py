@@ -211,6 +211,9 @@ class ModelConfig:
     vector_dim: int = 0  # width of precomputed item vectors (feature_sides "both")
     id_dropout: float = 0.0  # training-time probability that an item occurrence uses its features alone
     unknown_id: str = "zero"  # in place of a missing ID embedding: "zero" or "learned" (one shared vector)
+    # Added at inference to the score of every item without a trained ID (withheld, or added later): how far
+    # new items are lifted among the known ones, a choice of exposure (seqrec.evaluate.boost picks it).
+    new_item_boost: float = 0.0
 
 
 class NextItemModel(nn.Module):
@@ -332,16 +335,34 @@ class NextItemModel(nn.Module):
     def query(self, inputs: torch.Tensor, time_inputs: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L) left-padded histories (and their time buckets) -> (B, D): what scores each user's next item.
 
-        The one definition used by training's evaluation, recommendations and the exported scorer. Here the
-        hidden state of the most recent position (left padding puts it last); BERT4Rec appends its mask.
+        The one definition used by training's evaluation, recommendations and the exported scorer: the hidden
+        state of the most recent position (left padding puts it last) of ``query_inputs``. With a
+        ``new_item_boost`` at inference, a last coordinate 1 meets the boost column of ``item_embeddings``.
         """
-        return self(inputs, time_inputs)[:, -1]
+        q = self(self.query_inputs(inputs), time_inputs)[:, -1]  # (B, D)
+        return torch.cat([q, q.new_ones(q.shape[0], 1)], dim=1) if self._boosted else q  # (B, D[+1])
+
+    def query_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The sequence whose last position is the query: the history itself (BERT4Rec appends its mask)."""
+        return inputs
+
+    @property
+    def _boosted(self) -> bool:
+        # Inference only: training scores targets against negatives, where a constant per item has no place.
+        return not self.training and self.item_encoder is not None and self.config.new_item_boost != 0
 
     @property
     def item_embeddings(self) -> torch.Tensor:
-        """(num_items + 1, D) table that scores items; row 0 is padding."""
+        """(num_items + 1, D) table that scores items; row 0 is padding (D + 1 columns with a boost, ``query``)."""
         if self.item_encoder is not None:
-            return self.embed_items(self.score_ids())
+            ids = self.score_ids()
+            table = self.embed_items(ids)  # (N + 1, D)
+            if not self._boosted:
+                return table
+            # An inner product with a bias: items without a trained ID carry the boost in a last column, which
+            # the query's last coordinate (1) picks up; export and retrieval then score as recommending does.
+            new = (~self.item_encoder.id_known[ids] & (ids != 0)).to(table.dtype).unsqueeze(1)  # (N + 1, 1)
+            return torch.cat([table, self.config.new_item_boost * new], dim=1)  # (N + 1, D + 1)
         if self.output is not None:
             return self.output.weight
         return self.encoder.item_emb.weight[: self.config.num_items + 1]

@@ -81,12 +81,20 @@ class Recommender:
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | os.PathLike[str], histories: Interactions | None = None, map_location: str = "cpu"
+        cls, path: str | os.PathLike[str], histories: Interactions | None = None, map_location: str = "cpu",
+        new_item_boost: float | None = None,
     ) -> "Recommender":
-        """Loads a checkpoint written by ``seqrec fit``; histories default to the data it was trained on."""
+        """Loads a checkpoint written by ``seqrec fit``; histories default to the data it was trained on.
+
+        ``new_item_boost`` replaces the checkpoint's ``model.new_item_boost``: what is added to the scores of
+        items without a trained ID (withheld in training, or ``add_items``), in recommendations, item and
+        user embeddings alike (``seqrec.evaluate.boost`` measures the trade-off).
+        """
+        overrides = {} if new_item_boost is None else {"new_item_boost": float(new_item_boost)}
         # weights_only: a checkpoint is data, never code (a crafted pickle would otherwise run on load).
         try:
-            module = SeqRecModule.load_from_checkpoint(path, map_location=map_location, weights_only=True)
+            module = SeqRecModule.load_from_checkpoint(path, map_location=map_location, weights_only=True,
+                                                       **overrides)
         except FileNotFoundError:
             raise
         except Exception as e:

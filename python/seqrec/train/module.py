@@ -110,6 +110,13 @@ class SeqRecModule(pl.LightningModule):
         With ``feature_sides both``: what stands in for the ID embedding of an item without one (never
         trained, added at inference, or dropped by ``id_dropout``): ``zero``, or ``learned``, one vector shared
         by all such items, so that they are placed among the known items rather than below them.
+    feature_loss : float
+        With ``feature_sides both``: weight of a second training loss in which the targets and negatives are
+        scored from their features alone (as items never trained on are), added to the main loss; 0: none.
+    new_item_boost : float
+        With ``feature_sides both``: added at inference (evaluation, recommendations, export) to the score of
+        every item without a trained ID, withheld by the cold-start split or added later; how much exposure
+        new items get among the known ones. ``seqrec.evaluate.boost`` reads the trade-off off validation.
     num_numeric : int
         Numeric features per item (``data.item_features``); linked from the data module.
     vector_dim : int
@@ -162,6 +169,8 @@ class SeqRecModule(pl.LightningModule):
         feature_sides: Literal["input", "both"] = "input",
         id_dropout: float = 0.0,
         unknown_id: Literal["zero", "learned"] = "zero",
+        feature_loss: float = 0.0,
+        new_item_boost: float = 0.0,
         num_numeric: int = 0,
         vector_dim: int = 0,
         num_time_buckets: int = 0,
@@ -195,6 +204,12 @@ class SeqRecModule(pl.LightningModule):
         if warmup_steps < 0 or lr_decay_steps < 0 or ffn_mult < 0:
             raise ValueError(f"warmup_steps, lr_decay_steps and ffn_mult must be >= 0, got {warmup_steps}, "
                              f"{lr_decay_steps} and {ffn_mult}")
+        if feature_loss < 0 or (feature_loss and feature_sides != "both"):
+            raise ValueError(f"model.feature_loss {feature_loss}: must be >= 0, and > 0 needs model.feature_sides "
+                             "both (the item encoder scores items from their features)")
+        if new_item_boost and feature_sides != "both":
+            raise ValueError(f"model.new_item_boost {new_item_boost}: lifts items scored from their features, which "
+                             "needs model.feature_sides both")
         if embedding_dropout is not None and not 0 <= embedding_dropout < 1:
             raise ValueError(f"embedding_dropout must lie in [0, 1), got {embedding_dropout}")
         config = ModelConfig(
@@ -218,6 +233,7 @@ class SeqRecModule(pl.LightningModule):
             vector_dim=vector_dim,
             id_dropout=id_dropout,
             unknown_id=unknown_id,
+            new_item_boost=new_item_boost,
         )
         self.model = BERT4Rec(config) if architecture == "bert4rec" else SASRec(config)
         self.loss_name = loss
@@ -283,6 +299,28 @@ class SeqRecModule(pl.LightningModule):
         inputs, targets = batch["inputs"], batch["targets"]
         hidden = self.model(inputs, batch.get("time_inputs"))  # (B, L, D)
         mask = targets != 0  # (B, L)
+        loss = self._loss(batch, hidden, mask)
+        if self.hparams.feature_loss:
+            # The same targets and negatives scored from their features alone (the histories keep their IDs):
+            # the path that new and withheld items have, trained on every target rather than on the
+            # id_dropout share of them.
+            with self.model.item_encoder.features_only():
+                loss = loss + self.hparams.feature_loss * self._loss(batch, hidden, mask)
+        # Sum over positions times a constant, not a per-batch mean: batches grouped by length hold very
+        # different numbers of targets, and a per-batch mean would weigh a target in a batch of short
+        # sequences far above one in a batch of long ones. The constant (one over the targets of an average
+        # batch) keeps every target's weight what it is with randomly mixed batches.
+        targets_in_batch = mask.sum().clamp(min=1)
+        per_target = loss.detach() / targets_in_batch  # what the curves show: comparable across batch sizes
+        loss = loss * batch["loss_scale"] if "loss_scale" in batch else loss / targets_in_batch
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at global step {self.global_step}; stopping")
+        self.log("train/loss", per_target, prog_bar=True, batch_size=inputs.shape[0])
+        return loss
+
+    def _loss(self, batch: dict[str, torch.Tensor], hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The training loss summed over the target positions ``mask`` of ``hidden`` (B, L, D)."""
+        targets = batch["targets"]
         if "pool" in batch:
             loss = self._pool_loss(batch, hidden, mask)
         elif self.loss_name in SAMPLED_LOSSES:
@@ -315,16 +353,6 @@ class SeqRecModule(pl.LightningModule):
             logits = self.model.score_all(hidden[mask])  # (T, N + 1)
             logits = logits.masked_fill(self.untrained[: logits.shape[-1]], float("-inf"))
             loss = full_cross_entropy(logits, targets[mask], reduction="sum")
-        # Sum over positions times a constant, not a per-batch mean: batches grouped by length hold very
-        # different numbers of targets, and a per-batch mean would weigh a target in a batch of short
-        # sequences far above one in a batch of long ones. The constant (one over the targets of an average
-        # batch) keeps every target's weight what it is with randomly mixed batches.
-        targets_in_batch = mask.sum().clamp(min=1)
-        per_target = loss.detach() / targets_in_batch  # what the curves show: comparable across batch sizes
-        loss = loss * batch["loss_scale"] if "loss_scale" in batch else loss / targets_in_batch
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at global step {self.global_step}; stopping")
-        self.log("train/loss", per_target, prog_bar=True, batch_size=inputs.shape[0])
         return loss
 
     def _pool_loss(self, batch: dict[str, torch.Tensor], hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
