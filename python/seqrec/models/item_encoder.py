@@ -16,7 +16,9 @@ zero. Zero is not a neutral place: the ID embeddings of the items a user is like
 user's query, so an item whose ID part is zero scores below every relevant item with the same features, and
 the only way for training to lift it is to lift the features of all those items too. A shared stand-in
 learns where an item of unknown identity belongs (the DropoutNet idea of a default embedding), which moves
-the withheld and the new items as a group and leaves the known ones where they are.
+the withheld and the new items as a group and leaves the known ones where they are. On S3-Rec Beauty it
+measured about even with zero (benchmarks/results/cold_start.md): trained for the likelihood of every next
+item, either places new items low, and ``new_item_boost`` (the model's) is what lifts them.
 """
 
 from __future__ import annotations
