@@ -316,19 +316,21 @@ def test_serving_benchmark_runs(tmp_path, monkeypatch) -> None:
 def test_cold_start_table_compares_the_best_validation_feature_arm(tmp_path) -> None:
     from benchmarks import cold_start
 
-    def row(overrides: list[str], val: float, warm: float, cold: float, knn: float) -> dict:
-        test = {"ndcg@10": warm, "warm/ndcg@10": warm, "cold/ndcg@10": cold, "cold/hr@10": 2 * cold,
+    def test(warm: float, cold: float, knn: float) -> dict:
+        return {"ndcg@10": warm, "warm/ndcg@10": warm, "cold/ndcg@10": cold, "cold/hr@10": 2 * cold,
                 "feature_knn/cold/ndcg@10": knn, "feature_popularity/cold/ndcg@10": knn / 2}
-        return {"overrides": overrides, "seed": 42, "epochs": 3, "val": {"ndcg@10": val}, "test": test,
-                "command": "cmd"}
+
+    def row(overrides: list[str], val: float, warm: float, cold: float, knn: float) -> dict:
+        return {"overrides": overrides, "seed": 42, "epochs": 3, "val": {"ndcg@10": val},
+                "test": test(warm, cold, knn), "command": "cmd"}
 
     rows = [row(cold_start.ARMS["features"], 0.05, 0.09, 0.03, 0.01),
             row([o.replace("0.5", "0.2") for o in cold_start.ARMS["features"]], 0.06, 0.095, 0.02, 0.01),
             row(cold_start.ARMS["ids"], 0.07, 0.1, 0.05, 0.0)]
     text = cold_start.table(rows)
-    assert "Compared: features, ID dropout 0.2" in text  # the better validation, not the better cold test
-    assert "**0.950** of the ID-only model" in text and "**2.00x** the better new-item baseline" in text
-    assert "Cold targets, per run" not in text  # no run recorded its paired margins
+    assert "Compared: features, ID dropout 0.2 (" in text  # the better validation, not the better cold test
+    assert "| features, ID dropout 0.2, unboosted | 0.950 | – | 0.0200 | 2.00x | – |" in text
+    assert "Cold targets, per run" not in text and "trade-off on validation" not in text  # nothing recorded
     run = tmp_path / "run"
     run.mkdir()
     margin = {"baseline": 0.01, "model": 0.02, "difference": {"mean": 0.01, "low": 0.004, "high": 0.016},
@@ -339,9 +341,23 @@ def test_cold_start_table_compares_the_best_validation_feature_arm(tmp_path) -> 
     text = cold_start.table(rows)
     assert "| features, ID dropout 0.2 | 42 | 321 | feature_knn | 0.0200 | 0.0100 | +0.0100 | [+0.0040, +0.0160] | " \
            "2.00 | < 0.001 |" in text
-    assert "lies above 0 in **1 of 1** runs of features, ID dropout 0.2 (mean difference +0.0100)" in text
+    assert "| 0.0200 | 2.00x | 1 of 1 (mean difference +0.0100) |" in text
     rows.append(row(cold_start.ARMS["ids_withheld"], 0.05, 0.08, 0.0, 0.0))
-    assert "the same items withheld, seeds 42): features / ids = **1.188** on warm targets" in cold_start.table(rows)
+    assert "| features, ID dropout 0.2, unboosted | 0.950 | 1.188 |" in cold_start.table(rows)
+    # The same run tested again at the boost validation chose: its own rows, its curve with the choice marked.
+    below = {**margin, "difference": {"mean": 0.02, "low": -0.001, "high": 0.03}}
+    rows[1]["boost"] = {"chosen": 0.3, "tolerance": 0.02, "test": test(0.0912, 0.04, 0.01),
+                        "curve": [{"boost": 0.0, "warm": 0.1, "cold": 0.02}, {"boost": 0.3, "warm": 0.099, "cold": 0.03}],
+                        "cold_margins": {"users": 321, "margins": {"feature_knn/ndcg@10": below}}}
+    text = cold_start.table(rows)
+    assert "| features, ID dropout 0.2 | model, new-item boost 0.3 | 42 | 3 | 0.0912 | 0.0912 | 0.0400 | 0.0800 |" in text
+    assert "| features, ID dropout 0.2, with the new-item boost | 0.912 | 1.140 | 0.0400 | 4.00x | 0 of 1 " in text
+    assert "| features, ID dropout 0.2 | 42 | 0.1000 / 0.0200 | **0.0990 / 0.0300** |" in text
+    assert "| features, ID dropout 0.2, new-item boost | 42 | 321 | feature_knn |" in text
+    assert "| features, ID dropout 0.2, unboosted | 0.950 | 1.188 |" in text  # still beside it
+    # Overrides beyond the arm's own name the arm.
+    extra = row([*cold_start.ARMS["features"], "--model.unknown_id=learned"], 0.04, 0.09, 0.03, 0.01)
+    assert cold_start.arm_name(extra) == "features, ID dropout 0.5, model.unknown_id=learned"
 
 
 def test_accuracy_time_to_quality_reads_each_curve_at_fixed_training_times() -> None:
