@@ -39,6 +39,8 @@ PUBLISHED = {
                          ("eSASRec, same benchmark", "full", 0.0928, 0.0523)],
 }
 PUBLISHED["sasrec_beauty_s3_features"] = PUBLISHED["sasrec_beauty_s3"]
+# No BERT4Rec figure is published on the S3-Rec file: SASRec's and eSASRec's are the ones to stand beside.
+PUBLISHED["bert4rec_beauty_s3"] = PUBLISHED["sasrec_beauty_s3"]
 PUBLISHED["bert4rec_beauty_pool"] = PUBLISHED["bert4rec_beauty"] + [
     ("SASRec softmax, RecTools benchmark (the accuracy issue's BERT4Rec target)", "full", 0.0595, 0.0359)]
 
@@ -68,11 +70,16 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     # epochs, so more of the budget trains.
     "bert4rec_beauty_pool_m04": ("bert4rec_beauty_pool", ["--data.mask_prob=0.4",
                                                           "--trainer.check_val_every_n_epoch=4"]),
+    # BERT4Rec beside SASRec on the S3-Rec Beauty file: its pool recipe with SASRec-S3's pool of 2,048 (of 12k
+    # items), full ranking only, as that file's benchmark reports.
+    "bert4rec_beauty_s3": ("bert4rec_beauty_pool", ["--data.path=$SEQREC_DATA_DIR/amazon-beauty-s3rec/Beauty.txt",
+                                                    "--data.format=user_lines", "--data.negative_pool=2048",
+                                                    "--data.sampled_eval=none"]),
 }
 PROTOCOL = {"sasrec_games": "uniform-100", "sasrec_games_best": "uniform-100", "sasrec_games_ce": "uniform-100",
             "sasrec_beauty": "popularity-100",
             "bert4rec_beauty": "popularity-100", "bert4rec_beauty_pool": "popularity-100", "sasrec_beauty_s3": "none",
-            "sasrec_beauty_s3_features": "none"}
+            "sasrec_beauty_s3_features": "none", "bert4rec_beauty_s3": "none"}
 
 
 def data_path(config: Path) -> str | None:
