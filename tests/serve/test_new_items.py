@@ -1,5 +1,6 @@
 """Items that were not in training, added from their features: Recommender, export and HNSW retrieval."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -141,6 +142,14 @@ def test_hnsw_and_export_hold_the_new_items(trained, tmp_path) -> None:
     assert items.num_rows == table.shape[0] and items.column("item_id").to_pylist()[-3:] == [f"new-{c}" for c in COPIED]
     np.testing.assert_allclose(np.load(out / "item_embeddings.npy"), table, rtol=1e-5, atol=1e-6)
     assert not (out / "scorer.onnx").exists()
+    boosted = tmp_path / "boosted"
+    assert tools(["export", str(ckpt), str(boosted), "--new-items", str(new), "--new-item-boost", "0.5"]) == 0
+    exported = np.load(boosted / "item_embeddings.npy")
+    np.testing.assert_allclose(exported[:, :-1], table, rtol=1e-5, atol=1e-6)
+    assert exported[:-3, -1].tolist() == [0.0] * (table.shape[0] - 3) and exported[-3:, -1].tolist() == [0.5] * 3
+    users = pq.read_table(boosted / "user_embeddings.parquet").column("embedding").to_pylist()
+    assert len(users[0]) == exported.shape[1] and users[0][-1] == 1.0
+    assert json.loads((boosted / "export.json").read_text())["new_item_boost"] == 0.5
 
 
 def test_a_model_without_features_refuses_new_items(tmp_path, tiny) -> None:

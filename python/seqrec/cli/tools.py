@@ -109,6 +109,9 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--new-items", type=Path, default=None, metavar="FILE",
                         help="item features of items not in training (the training file's layout): exported "
                              "beside the known ones, from features alone")
+    export.add_argument("--new-item-boost", type=float, default=None, metavar="B",
+                        help="added to the scores of items without a trained ID (model.new_item_boost; default: "
+                             "the checkpoint's): a last column of the item table, 1 in the user vectors")
     export.add_argument("--allow", type=Path, default=None, metavar="FILE",
                         help="allow-list, one raw item id per line: allowed_items.npy, the top-k scorer's "
                              "'allowed' input")
@@ -172,7 +175,7 @@ def tools(argv: list[str]) -> int:
         if args.new_items is not None and not args.no_onnx:
             missing = "new items were added: the ONNX scorer holds the trained catalogue only"
         written = export(args.checkpoint, args.out, onnx=False if args.no_onnx else None, top_k=args.onnx_top_k,
-                         allow=args.allow, new_items=args.new_items)
+                         allow=args.allow, new_items=args.new_items, new_item_boost=args.new_item_boost)
         print("wrote: " + ", ".join(str(p) for p in written))
         if missing is not None:  # the embeddings are written; the scorer waits for the extra
             print(f"skipped scorer.onnx: {missing}")

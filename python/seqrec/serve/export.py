@@ -133,6 +133,7 @@ def export(
     top_k: int = 0,
     allow: str | os.PathLike[str] | None = None,
     new_items: str | os.PathLike[str] | None = None,
+    new_item_boost: float | None = None,
 ) -> list[Path]:
     """Writes the embeddings, the ONNX scorer and ``export.json`` describing them into ``out``; returns the paths.
 
@@ -150,6 +151,9 @@ def export(
     new_items : path or None
         A feature file of items that were not in training (``Recommender.add_items``): they are exported
         beside the known ones, their vectors built from features alone.
+    new_item_boost : float or None
+        Replaces the checkpoint's ``model.new_item_boost``; with a boost the item table gains a last column
+        (the boost for items without a trained ID, 0 for the others) and the user vectors a last coordinate 1.
 
     The files of one export are a set: they are made in a staging folder beside ``out`` and moved in only when
     every one is written, so a failure (a full disk) leaves the earlier export as it was; files of an earlier
@@ -170,7 +174,7 @@ def export(
             raise ValueError("--new-items exports embeddings only: the ONNX scorer holds the trained catalogue "
                              "(add --no-onnx, and score new items with the exported item table)")
         missing = "new items were added: the ONNX scorer holds the trained catalogue only"
-    recommender = Recommender.from_checkpoint(checkpoint)
+    recommender = Recommender.from_checkpoint(checkpoint, new_item_boost=new_item_boost)
     if new_items is not None:
         recommender.add_items(new_items)
     module = recommender.module
@@ -200,6 +204,7 @@ def export(
             "num_items": num_items,
             "max_len": int(module.hparams.max_len),
             "hidden_size": int(module.hparams.hidden_size),
+            "new_item_boost": float(module.model.config.new_item_boost),
             "ids": "dense item ids 1..num_items: row i of item_embeddings is dense id i + 1, whose raw id is "
                    "item_embeddings.parquet's item_id",
             "user_embeddings": "each known user's query vector after their whole stored history: times "
