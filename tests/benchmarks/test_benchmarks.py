@@ -192,9 +192,11 @@ def test_suite_commands_write_runs_history_baseline_and_plot(tmp_path, monkeypat
 
 def test_speed_gate_fails_on_an_injected_engine_slowdown() -> None:
     # The engine's build of a real training epoch against numpy's, the suite's epoch: a measurement whose
-    # engine does 2x the work must fail the suite's check against an unslowed one, and a second unslowed
+    # engine does 3x the work must fail the suite's check against an unslowed one, and a second unslowed
     # one must pass it. One epoch for all three: what differs between processes (memory layout, the
     # neighbours) is the noise the tolerance was sized on (see suite.CHECKS), not what this test shows.
+    # 3x, not 2x: CI once measured an injected 2x as 0.615 of the unslowed run (limit 0.55), the unslowed
+    # run's numpy side having drawn a slow spell; 3x (about 0.33) fails with room to spare.
     from benchmarks import suite
 
     name = "batching.epoch_vs_numpy"
@@ -206,12 +208,12 @@ def test_speed_gate_fails_on_an_injected_engine_slowdown() -> None:
         return {"figures": {name: suite.stats(r["vs_numpy"])}, "engine": suite.stats(r["engine_ns_per_token"])}
 
     base = run(1.0)
-    slow = run(2.0)
+    slow = run(3.0)
     passed, table = suite.compare(slow, base, only)
     assert not passed and "**REGRESSION**" in table, table
     # 1.5x injected work measured 1.46x on an idle machine, up to 2.2x with a training on the other core (the
-    # extra builds run colder there): the 2x here must take effect, and the failure not come from far more.
-    assert 1.6 * base["engine"]["median"] < slow["engine"]["median"] < 3.5 * base["engine"]["median"], (base, slow)
+    # extra builds run colder there): the 3x here must take effect, and the failure not come from far more.
+    assert 2.2 * base["engine"]["median"] < slow["engine"]["median"] < 5.0 * base["engine"]["median"], (base, slow)
     passed, table = suite.compare(run(1.0), base, only)
     assert passed, table
 
