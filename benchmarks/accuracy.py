@@ -39,6 +39,7 @@ PUBLISHED = {
                          ("eSASRec, same benchmark", "full", 0.0928, 0.0523)],
 }
 PUBLISHED["sasrec_beauty_s3_features"] = PUBLISHED["sasrec_beauty_s3_best"] = PUBLISHED["sasrec_beauty_s3"]
+PUBLISHED["sasrec_beauty_best"] = PUBLISHED["sasrec_beauty"]
 # No BERT4Rec figure is published on the S3-Rec file: SASRec's and eSASRec's are the ones to stand beside.
 PUBLISHED["bert4rec_beauty_s3"] = PUBLISHED["sasrec_beauty_s3"]
 PUBLISHED["bert4rec_beauty_pool"] = PUBLISHED["bert4rec_beauty_best"] = PUBLISHED["bert4rec_beauty"] + [
@@ -81,7 +82,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                                                     "--data.sampled_eval=none"]),
 }
 PROTOCOL = {"sasrec_games": "uniform-100", "sasrec_games_best": "uniform-100", "sasrec_games_ce": "uniform-100",
-            "sasrec_beauty": "popularity-100",
+            "sasrec_beauty": "popularity-100", "sasrec_beauty_best": "popularity-100",
             "bert4rec_beauty": "popularity-100", "bert4rec_beauty_pool": "popularity-100", "bert4rec_beauty_best": "popularity-100",
             "sasrec_beauty_s3": "none",
             "sasrec_beauty_s3_features": "none", "bert4rec_beauty_s3": "none", "sasrec_beauty_s3_best": "none"}
@@ -156,6 +157,8 @@ SELECTIONS: dict[str, tuple[list[str], str, str]] = {
     "BERT4Rec on its Beauty file, full ranking": (["bert4rec_beauty", "bert4rec_beauty_pool", "bert4rec_beauty_pool_ligr",
                                                    "bert4rec_beauty_pool_m04"],
                                                   "ndcg@10", "bert4rec_beauty_best"),
+    "SASRec on BERT4Rec's Beauty file, full ranking": (["sasrec_beauty", "sasrec_beauty_d05", "sasrec_beauty_d05_ligr"],
+                                                       "ndcg@10", "sasrec_beauty_best"),
 }
 
 
